@@ -1,0 +1,120 @@
+import Foundation
+public import LedgerCore
+public import LedgerStore
+public import Logging
+
+/// The one writer: owns LMDB's write transaction on a thread of its own and commits the appends of
+/// many connections together (group commit).
+///
+/// Guarantees: a completion is called only after the commit that holds its events returned (so a
+/// success is durable); requests are committed in the order they were submitted; a request that
+/// fails validation gets its error without affecting the others of its group. After `shutdown`
+/// starts, the queued requests are still committed and new ones get `unavailable`.
+public final class GroupCommitWriter: @unchecked Sendable {
+    // @unchecked: all mutable state (`queue`, `stopping`, `finished`, `waiters`) is guarded by
+    // `condition`; `ledger` and the callbacks are immutable and Sendable.
+    public typealias Completion = @Sendable (Result<[AppendResult], LedgerError>) -> Void
+
+    private struct Pending {
+        let events: [Event]
+        let completion: Completion
+    }
+
+    private let ledger: Ledger
+    private let logger: Logger
+    private let maxGroupEvents: Int
+    private let onCommit: @Sendable (_ head: Head, _ events: Int, _ requests: Int, _ seconds: Double) -> Void
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var stopping = false
+    private var finished = false
+    private var started = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    /// - Parameters:
+    ///   - maxGroupEvents: the most events one commit takes (a bigger single request still goes alone).
+    ///   - onCommit: called on the writer's thread after each commit that appended something.
+    public init(ledger: Ledger, logger: Logger, maxGroupEvents: Int = 20_000,
+                onCommit: @escaping @Sendable (Head, Int, Int, Double) -> Void = { _, _, _, _ in }) {
+        self.ledger = ledger
+        self.logger = logger
+        self.maxGroupEvents = maxGroupEvents
+        self.onCommit = onCommit
+    }
+
+    /// Starts the writer's thread.
+    public func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !started else { return }
+        started = true
+        let thread = Thread { [self] in loop() }
+        thread.name = "ledger-writer"
+        thread.start()
+    }
+
+    /// Queues an append request. `completion` runs on the writer's thread after the commit.
+    public func submit(_ events: [Event], completion: @escaping Completion) {
+        condition.lock()
+        if stopping {
+            condition.unlock()
+            completion(.failure(LedgerError(.unavailable, "the daemon is shutting down; nothing was stored; retry when it is back")))
+            return
+        }
+        queue.append(Pending(events: events, completion: completion))
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Commits what is queued, then stops the thread. Returns when it has stopped.
+    public func shutdown() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            stopping = true
+            if finished || !started {
+                finished = true
+                condition.unlock()
+                c.resume()
+                return
+            }
+            waiters.append(c)
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if queue.isEmpty && stopping {
+                finished = true
+                let w = waiters
+                waiters = []
+                condition.unlock()
+                for c in w { c.resume() }
+                logger.debug("writer stopped")
+                return
+            }
+            var take = 0
+            var events = 0
+            while take < queue.count && (take == 0 || events + queue[take].events.count <= maxGroupEvents) {
+                events += queue[take].events.count
+                take += 1
+            }
+            let group = Array(queue[0..<take])
+            queue.removeFirst(take)
+            condition.unlock()
+
+            let started = DispatchTime.now().uptimeNanoseconds
+            let results = ledger.append(group.map(\.events))
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            var appended = 0
+            for r in results { if case .success(let list) = r { appended += list.count } }
+            for (p, r) in zip(group, results) { p.completion(r) }
+            if appended > 0, let head = try? ledger.head() {
+                onCommit(head, appended, group.count, seconds)
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import LedgerCore
+
+/// One event as stored: its position, its chain hash and the canonical record
+/// `C = {"event":E,"position":N,"recorded_at":"…"}` that the hash covers (CONTRACT §5).
+public struct StoredEvent: Sendable, Equatable {
+    public let position: UInt64
+    /// `hash_N = SHA-256(hash_{N-1} ‖ C_N)`, 32 bytes.
+    public let hash: [UInt8]
+    /// The canonical record C_N.
+    public let canonical: [UInt8]
+
+    static let eventPrefix: [UInt8] = Array("{\"event\":".utf8)
+    static let positionMarker: [UInt8] = Array(",\"position\":".utf8)
+
+    public init(position: UInt64, hash: [UInt8], canonical: [UInt8]) {
+        self.position = position
+        self.hash = hash
+        self.canonical = canonical
+    }
+
+    /// Builds C_N for an accepted event.
+    public static func canonicalRecord(event: [UInt8], position: UInt64, recordedAt: String) -> [UInt8] {
+        var w = CanonicalJSON(capacity: event.count + 64)
+        w.raw(eventPrefix)
+        w.raw(event)
+        w.raw(positionMarker)
+        w.writeInt(position)
+        w.raw(",")
+        w.writeKey("recorded_at")
+        w.writeString(recordedAt)
+        w.raw("}")
+        return w.bytes
+    }
+
+    /// Where E ends inside C (E is first; the last `,"position":` follows it), or nil if C is not
+    /// shaped like a record.
+    var eventEnd: Int? {
+        let c = canonical
+        guard c.count > StoredEvent.eventPrefix.count + StoredEvent.positionMarker.count,
+              c.starts(with: StoredEvent.eventPrefix) else { return nil }
+        let m = StoredEvent.positionMarker
+        var k = c.count - m.count
+        while k >= StoredEvent.eventPrefix.count {
+            if c[k] == m[0], c[k..<(k + m.count)].elementsEqual(m) { return k }
+            k -= 1
+        }
+        return nil
+    }
+
+    /// The canonical envelope E, as accepted.
+    public var event: ArraySlice<UInt8> {
+        guard let end = eventEnd else { return [] }
+        return canonical[StoredEvent.eventPrefix.count..<end]
+    }
+
+    /// The stored event R of the protocol: C with `"hash":"<hex>"` added, in canonical key order.
+    public var record: [UInt8] {
+        guard let end = eventEnd else { return canonical }
+        var out = [UInt8]()
+        out.reserveCapacity(canonical.count + 76)
+        out.append(contentsOf: canonical[..<end])
+        out.append(contentsOf: Array(",\"hash\":\"".utf8))
+        out.append(contentsOf: Hex.encode(hash))
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: canonical[end...])
+        return out
+    }
+
+    /// The hash as lowercase hex.
+    public var hashHex: String { String(decoding: Hex.encode(hash), as: UTF8.self) }
+}
+
+/// Lowercase hexadecimal.
+public enum Hex {
+    static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    public static func encode<C: Collection>(_ bytes: C) -> [UInt8] where C.Element == UInt8 {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0F)])
+        }
+        return out
+    }
+
+    public static func string<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        String(decoding: encode(bytes), as: UTF8.self)
+    }
+}

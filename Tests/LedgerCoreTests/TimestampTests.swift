@@ -1,0 +1,47 @@
+import LedgerCore
+import Testing
+
+@Suite("RFC 3339 times")
+struct TimestampTests {
+    @Test("normalises to UTC", arguments: [
+        ("2023-07-03T14:05:00Z", "2023-07-03T14:05:00Z"),
+        ("2023-07-03t14:05:00z", "2023-07-03T14:05:00Z"),
+        ("2023-07-03T09:05:00-05:00", "2023-07-03T14:05:00Z"),
+        ("2023-07-04T01:35:00+11:30", "2023-07-03T14:05:00Z"),
+        ("2023-12-31T23:30:00-01:00", "2024-01-01T00:30:00Z"),
+        ("2024-02-29T00:00:00Z", "2024-02-29T00:00:00Z"),
+        ("2023-07-03T14:05:00.250Z", "2023-07-03T14:05:00.250Z"),
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"),
+        ("1969-12-31T23:59:59Z", "1969-12-31T23:59:59Z"),
+    ])
+    func normalises(input: String, expected: String) throws {
+        let t = try #require(Timestamp(rfc3339: input))
+        #expect(t.description == expected)
+    }
+
+    @Test("rejects", arguments: [
+        "2023-07-03", "2023-07-03T14:05:00", "2023-07-03 14:05:00Z", "2023-13-01T00:00:00Z",
+        "2023-02-29T00:00:00Z", "2023-04-31T00:00:00Z", "2023-07-03T24:00:00Z", "2023-07-03T14:60:00Z",
+        "2023-07-03T14:05:60Z", "2023-07-03T14:05:00.Z", "2023-07-03T14:05:00+5:00", "2023-07-03T14:05:00+05",
+        "2023-07-03T14:05:00Zjunk", "+2023-07-03T14:05:00Z", "2023-07-03T14:05:00.1234567890Z", "",
+    ])
+    func rejects(input: String) {
+        #expect(Timestamp(rfc3339: input) == nil)
+    }
+
+    @Test func ordersInstants() throws {
+        let a = try #require(Timestamp(rfc3339: "2023-07-03T14:05:00.5Z"))
+        let b = try #require(Timestamp(rfc3339: "2023-07-03T14:05:00.50Z"))
+        let c = try #require(Timestamp(rfc3339: "2023-07-03T09:05:01-05:00"))
+        #expect(a == b)
+        #expect(a < c)
+        #expect(Timestamp(seconds: 0).civil == (1970, 1, 1))
+    }
+
+    @Test func civilRoundTrip() {
+        for days in stride(from: -800_000, through: 2_900_000, by: 997) {
+            let (y, m, d) = Timestamp.civilFromDays(days)
+            #expect(Timestamp.daysFromCivil(year: y, month: m, day: d) == days)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+import LedgerClient
+import LedgerCore
+import LedgerServer
+import LedgerStore
+import LedgerTestSupport
+import Logging
+import Testing
+
+@Suite("The socket server", .serialized)
+struct ServerTests {
+    func append(_ events: [String]) -> String { #"{"op":"append","events":["# + events.joined(separator: ",") + "]}" }
+
+    @Test func appendStatusRead() async throws {
+        try await withTestServer { server in
+            let client = try LedgerClient(path: server.socketPath)
+            let r = try client.request(append([TestEvents.json(id: "a", caseID: "C-a"), TestEvents.json(id: "b", caseID: "C-b")]))
+            #expect(r["ok"] == .bool(true))
+            #expect(r["results"] == .array([
+                .object(JSONObject([("position", .int(1)), ("duplicate", .bool(false))])),
+                .object(JSONObject([("position", .int(2)), ("duplicate", .bool(false))])),
+            ]))
+            let status = try client.request(#"{"op":"status"}"#)
+            #expect(status["head"] == .int(2))
+            #expect(status["head_hash"] == .string(try server.ledger.head().hashHex))
+            let read = try client.request(#"{"op":"read","from":2,"limit":10}"#)
+            guard case .array(let events)? = read["events"], case .object(let first)? = events.first else {
+                Issue.record("no events"); return
+            }
+            #expect(events.count == 1)
+            #expect(first["position"] == .int(2))
+            guard case .string(let hash)? = first["hash"] else { Issue.record("no hash"); return }
+            #expect(hash.count == 64)
+            guard case .object(let e)? = first["event"] else { Issue.record("no event"); return }
+            #expect(e["id"] == .string("b"))
+        }
+    }
+
+    @Test func errorsHaveCodesAndKeepTheConnection() async throws {
+        try await withTestServer { server in
+            let client = try LedgerClient(path: server.socketPath)
+            let cases: [(String, String, Int?)] = [
+                ("not json", "malformed", nil),
+                ("[1,2]", "malformed", nil),
+                (#"{"events":[]}"#, "malformed", nil),
+                (#"{"op":"fly"}"#, "unknown_op", nil),
+                (#"{"op":"append","events":[]}"#, "invalid_event", nil),
+                (#"{"op":"read","limit":10001}"#, "too_large", nil),
+                (append([TestEvents.json(id: "ok", caseID: "C-ok"), TestEvents.json(id: "bad", type: "Nope", caseID: "C-x")]), "unknown_type", 1),
+                (append([#"{"id":"x"}"#]), "invalid_event", 0),
+            ]
+            for (line, code, index) in cases {
+                let r = try client.request(line)
+                #expect(r["ok"] == .bool(false), "\(line)")
+                guard case .object(let error)? = r["error"] else { Issue.record("no error for \(line)"); continue }
+                #expect(error["code"] == .string(code), "\(line)")
+                #expect(error["index"] == index.map { .int(Int64($0)) }, "\(line)")
+                guard case .string(let message)? = error["message"] else { Issue.record("no message"); continue }
+                #expect(!message.isEmpty)
+            }
+            // Nothing of the failed requests was stored.
+            #expect(try server.ledger.head().position == 0)
+            #expect(try client.request(#"{"op":"status"}"#)["ok"] == .bool(true))
+        }
+    }
+
+    @Test func tooLargeLineIsDiscardedAndConnectionStaysUsable() async throws {
+        try await withTestServer(configure: { $0.maxLineBytes = 4096 }) { server in
+            let client = try LedgerClient(path: server.socketPath)
+            // Over the limit, sent in pieces, then a normal request on the same connection.
+            try client.writeAll(Array(#"{"op":"append","events":[""#.utf8))
+            for _ in 0..<50 { try client.writeAll([UInt8](repeating: UInt8(ascii: "x"), count: 1000)) }
+            try client.writeAll(Array("\"]}\n".utf8))
+            try client.send(append([TestEvents.json(id: "after", caseID: "C-after")]))
+            let first = try JSONParser.parse(try #require(try client.readLine()))
+            guard case .object(let o) = first, case .object(let e)? = o["error"] else { Issue.record("expected an error"); return }
+            #expect(e["code"] == .string("too_large"))
+            let second = try JSONParser.parse(try #require(try client.readLine()))
+            guard case .object(let o2) = second else { Issue.record("expected an object"); return }
+            #expect(o2["ok"] == .bool(true))
+            #expect(try server.ledger.head().position == 1)
+        }
+    }
+
+    @Test func pipelinedResponsesComeInRequestOrder() async throws {
+        try await withTestServer { server in
+            let client = try LedgerClient(path: server.socketPath)
+            var expected: [String] = []
+            var lines: [String] = []
+            for k in 0..<300 {
+                switch k % 3 {
+                case 0:
+                    lines.append(append([TestEvents.json(id: "p\(k)", caseID: "C-p\(k)")]))
+                    expected.append("append")
+                case 1:
+                    lines.append(#"{"op":"status"}"#)
+                    expected.append("status")
+                default:
+                    lines.append(#"{"op":"bogus"}"#)
+                    expected.append("error")
+                }
+            }
+            // Write everything before reading anything.
+            try client.writeAll(Array((lines.joined(separator: "\n") + "\n").utf8))
+            var lastPosition: Int64 = 0
+            for kind in expected {
+                guard case .object(let o) = try JSONParser.parse(try #require(try client.readLine())) else {
+                    Issue.record("not an object"); return
+                }
+                switch kind {
+                case "append":
+                    guard case .array(let results)? = o["results"], case .object(let r)? = results.first,
+                          case .int(let p)? = r["position"] else { Issue.record("expected an append result, got \(o)"); return }
+                    #expect(p == lastPosition + 1)
+                    lastPosition = p
+                case "status":
+                    #expect(o["head"] != nil)
+                default:
+                    #expect(o["ok"] == .bool(false))
+                }
+            }
+            #expect(lastPosition == 100)
+        }
+    }
+
+    @Test func concurrentClientsGetDistinctGapFreePositions() async throws {
+        try await withTestServer { server in
+            let path = server.socketPath
+            let positions = try await withThrowingTaskGroup(of: [Int64].self) { group in
+                for c in 0..<16 {
+                    group.addTask {
+                        let client = try LedgerClient(path: path)
+                        var mine: [Int64] = []
+                        for k in 0..<25 {
+                            let event = TestEvents.json(id: "c\(c)-\(k)", caseID: "C-c\(c)-\(k)")
+                            let r = try client.request(#"{"op":"append","events":["# + event + "]}")
+                            guard case .array(let results)? = r["results"], case .object(let o)? = results.first,
+                                  case .int(let p)? = o["position"] else { throw Failure(description: "\(r)") }
+                            mine.append(p)
+                        }
+                        return mine
+                    }
+                }
+                var all: [Int64] = []
+                for try await list in group {
+                    #expect(list == list.sorted())  // one connection's appends keep their order
+                    all += list
+                }
+                return all
+            }
+            #expect(positions.sorted() == Array(1...400))
+            #expect(try server.ledger.verify().ok)
+        }
+    }
+
+    @Test func shutdownAnswersWhatWasQueuedAndRemovesTheSocket() async throws {
+        let s = try await TestServer.start()
+        let client = try LedgerClient(path: s.socketPath)
+        let lines = (0..<200).map { append([TestEvents.json(id: "s\($0)", caseID: "C-s\($0)")]) }
+        try client.writeAll(Array((lines.joined(separator: "\n") + "\n").utf8))
+        // Wait for the first answer so the requests are in, then stop while the rest are in flight.
+        _ = try client.readLine()
+        await s.stop()
+        var answered = 1
+        while let line = try client.readLine() {
+            guard case .object(let o) = try JSONParser.parse(line) else { break }
+            if o["ok"] == .bool(true) { answered += 1 } else {
+                guard case .object(let e)? = o["error"] else { break }
+                #expect(e["code"] == .string("unavailable"))
+            }
+        }
+        // Every acknowledged append is stored, and nothing else.
+        #expect(try s.ledger.head().position == UInt64(answered))
+        #expect(!FileManager.default.fileExists(atPath: s.socketPath))
+    }
+
+    @Test func aSecondServerCannotTakeTheSocket() async throws {
+        try await withTestServer { server in
+            let dir = TemporaryDirectory()
+            var config = Configuration()
+            config.dataDir = dir.file("data")
+            config.socket = server.socketPath
+            let other = try LedgerServer(ledger: try Ledger(directory: config.dataDir), configuration: config,
+                                         logger: .init(label: "test"))
+            await #expect(throws: (any Error).self) { try await other.start() }
+            // The first one still serves.
+            #expect(try LedgerClient(path: server.socketPath).request(#"{"op":"status"}"#)["ok"] == .bool(true))
+        }
+    }
+
+    struct Failure: Error { let description: String }
+}
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test func theShippedFileHoldsTheDefaults() throws {
+        var fromFile = Configuration()
+        try fromFile.apply(file: Executables.packageRoot + "/Config/ledgerd.toml")
+        #expect(fromFile == Configuration())
+    }
+
+    @Test func environmentAndErrors() throws {
+        var c = Configuration()
+        try c.apply(environment: ["LEDGERD_SOCKET": "/run/x.sock", "LEDGERD_APPEND_GROUPS": "ledger,ops", "OTHER": "1"])
+        #expect(c.socket == "/run/x.sock")
+        #expect(c.appendGroups == ["ledger", "ops"])
+        #expect(throws: Configuration.Problem.self) { try c.set("max_line_bytes", "ten") }
+        #expect(throws: Configuration.Problem.self) { try c.set("no_such_key", "1") }
+    }
+}
