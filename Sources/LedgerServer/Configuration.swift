@@ -1,4 +1,5 @@
 import Foundation
+public import LedgerCore
 
 /// The daemon's settings. Defaults here equal those in `Config/ledgerd.toml`; the file, then the
 /// environment (`LEDGERD_<KEY>`), then command-line flags override them.
@@ -25,6 +26,18 @@ public struct Configuration: Sendable, Equatable {
     public var appendGroups: [String] = []
     /// trace, debug, info, notice, warning, error or critical.
     public var logLevel = "info"
+    /// The pilot report's window: events whose UTC date is in [start, end) count in `weekly`.
+    public var windowStart = "2023-06-12"
+    public var windowEnd = "2023-12-12"
+
+    /// The report window of `windowStart` and `windowEnd`.
+    /// - Throws: `Problem` when they are not dates or the end is not after the start.
+    public func window() throws -> ReportWindow {
+        guard let w = ReportWindow(start: windowStart, end: windowEnd) else {
+            throw Problem(description: "window_start \(windowStart) and window_end \(windowEnd) must be dates YYYY-MM-DD with the end after the start")
+        }
+        return w
+    }
 
     public init() {}
 
@@ -32,7 +45,7 @@ public struct Configuration: Sendable, Equatable {
     public static let keys = [
         "data_dir", "socket", "max_line_bytes", "max_pending_per_connection", "max_group_events",
         "initial_map_size_mib", "max_map_size_gib", "event_loop_threads", "read_threads",
-        "append_users", "append_groups", "log_level",
+        "append_users", "append_groups", "log_level", "window_start", "window_end",
     ]
 
     /// A problem in a configuration file or variable, with where it is.
@@ -128,6 +141,8 @@ public struct Configuration: Sendable, Equatable {
                 throw Problem(description: "`log_level` must be one of trace, debug, info, notice, warning, error, critical")
             }
             logLevel = level
+        case "window_start": windowStart = try string()
+        case "window_end": windowEnd = try string()
         default:
             throw Problem(description: "unknown key `\(key)`; known keys: \(Configuration.keys.joined(separator: ", "))")
         }

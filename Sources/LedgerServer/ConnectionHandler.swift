@@ -82,8 +82,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 Response.events(try server.ledger.read(from: from, limit: limit))
             }
             respond(when: future, seq: seq, ctx)
-        case .caseState, .report, .subscribe:
-            complete(seq, Response.error(LedgerError(.unknownOp, "this operation is not served by this version of ledgerd yet")), ctx)
+        case .caseState(let caseID):
+            let future = server.readPool.runIfActive(eventLoop: ctx.eventLoop) {
+                let (state, events) = try server.ledger.caseHistory(caseID)
+                return Response.caseHistory(state: state, events: events)
+            }
+            respond(when: future, seq: seq, ctx)
+        case .report(let asOf):
+            let future = server.readPool.runIfActive(eventLoop: ctx.eventLoop) {
+                Response.ok(JSONObject([("report", .object(try server.ledger.report(asOf: asOf)))]))
+            }
+            respond(when: future, seq: seq, ctx)
+        case .subscribe:
+            complete(seq, Response.error(LedgerError(.unknownOp, "subscribe is not served by this version of ledgerd yet")), ctx)
         }
     }
 

@@ -41,6 +41,28 @@ public enum Response {
         return w.bytes
     }
 
+    /// `{"ok":true,"state":…,"version":N,"referrals":[…],"events":[R, …]}`; state `new` for a case
+    /// with no events.
+    public static func caseHistory(state: CaseState?, events: [StoredEvent]) -> [UInt8] {
+        var w = CanonicalJSON(capacity: 64 + events.reduce(0) { $0 + $1.canonical.count + 80 })
+        w.raw("{\"ok\":true,\"state\":")
+        w.writeString(state?.status.name ?? "new")
+        w.raw(",\"version\":")
+        w.writeInt(state?.version ?? 0)
+        w.raw(",\"referrals\":")
+        w.write(.array((state?.referrals ?? []).map { r in
+            .object(JSONObject([("referral", .string(r.id)), ("pathway", .string(r.pathwayName)),
+                                ("persons", .int(Int64(r.persons))), ("state", .string(r.status.name))]))
+        }))
+        w.raw(",\"events\":[")
+        for (k, e) in events.enumerated() {
+            if k > 0 { w.raw(",") }
+            w.raw(e.record)
+        }
+        w.raw("]}\n")
+        return w.bytes
+    }
+
     /// `{"event":R}` for a subscription.
     public static func subscribed(_ event: StoredEvent) -> [UInt8] {
         var w = CanonicalJSON(capacity: event.canonical.count + 96)

@@ -25,12 +25,15 @@ public struct Head: Sendable, Equatable {
 }
 
 /// The event log on LMDB: one environment in the data directory with the named databases
-/// `meta` (format, head), `events` (position → hash ‖ C_N), `ids` (event id → position) and
-/// `cases` (case id → case record).
+/// `meta` (format, head, window, projected position), `events` (position → hash ‖ C_N),
+/// `ids` (event id → position), `cases` (case id → `CaseState`), `case_events` (case id ‖ 0 ‖
+/// position), `projections` (`CounterKey` → count) and `durations` (measure ‖ seconds ‖ position).
 ///
 /// Guarantees:
-/// - An append request is atomic: all its events are committed durably together, or none is.
+/// - An append request is atomic: all its events, their case states and their effect on the
+///   projections are committed durably together, or none is.
 /// - Positions start at 1 and have no gaps; the hash chain covers every event (CONTRACT §5).
+/// - The projections always reflect exactly the head (they are written in the append's transaction).
 /// - `append` serialises itself; reads run concurrently with it on their own snapshots.
 public final class Ledger: Sendable {
     public let environment: Environment
@@ -38,8 +41,19 @@ public final class Ledger: Sendable {
     let events: Database
     let ids: Database
     let cases: Database
+    let caseEvents: Database
+    let projections: Database
+    let durations: Database
     let options: Options
-    private let writer: Mutex<Head>
+    /// The report window the projections are computed for.
+    public let window: ReportWindow
+    let writer: Mutex<WriterState>
+
+    struct WriterState {
+        var head: Head
+        /// The persisted projection counters, mirrored in memory.
+        var counters: [CounterKey: Int64]
+    }
 
     /// The on-disk format this code writes and reads.
     public static let formatVersion: UInt64 = 1
@@ -50,10 +64,16 @@ public final class Ledger: Sendable {
         /// The largest the map may grow to. Past it appends fail with `unavailable`.
         public var maxMapSize: Int = 1 << 40
         public var readOnly = false
+        /// The report window. A writer stores it; when it differs from the stored one the
+        /// projections are rebuilt at open. Readers use the stored one and ignore this.
+        public var window: ReportWindow = .pilot
+        /// Told about a projection rebuild at open (events done, total).
+        public var rebuildProgress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }
         public init() {}
     }
 
     /// Opens the ledger in `directory`, creating it (mode 0700) when missing and not read-only.
+    /// A writer rebuilds the projections when they do not reflect the head or the window changed.
     /// - Throws: `StoreError` naming the directory and what to do.
     public init(directory: String, options: Options = Options()) throws(StoreError) {
         self.options = options
@@ -77,15 +97,18 @@ public final class Ledger: Sendable {
             events = try environment.openDatabase("events", create: create)
             ids = try environment.openDatabase("ids", create: create)
             cases = try environment.openDatabase("cases", create: create)
+            caseEvents = try environment.openDatabase("case_events", create: create)
+            projections = try environment.openDatabase("projections", create: create)
+            durations = try environment.openDatabase("durations", create: create)
         } catch {
             if error.isNotFound {
-                throw StoreError("\(directory) is an LMDB environment but not a ledger", underlying: error)
+                throw StoreError("\(directory) is an LMDB environment but not a ledger of this version", underlying: error)
             }
             throw StoreError("cannot open the ledger in \(directory)", underlying: error)
         }
-        let head: Head
+        let state: (Head, ReportWindow, Bool)
         do {
-            head = try Ledger.checkFormatAndHead(environment, meta: meta, events: events, readOnly: options.readOnly)
+            state = try Ledger.checkFormatAndHead(environment, meta: meta, events: events, options: options)
         } catch let e as StoreError {
             throw e
         } catch let e as LMDBError {
@@ -93,38 +116,60 @@ public final class Ledger: Sendable {
         } catch {
             throw StoreError("cannot read the ledger's head in \(directory): \(error)")
         }
-        writer = Mutex(head)
+        window = state.1
+        writer = Mutex(WriterState(head: state.0, counters: [:]))
+        do {
+            if state.2 {
+                try rebuildProjections(progress: options.rebuildProgress)
+            } else {
+                let counters = try storedCounters()
+                writer.withLock { $0.counters = counters }
+            }
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError("cannot load the projections in \(directory): \(error)")
+        }
     }
 
     static let formatKey = Array("format".utf8)
     static let headKey = Array("head".utf8)
+    static let windowKey = Array("window".utf8)
+    static let projectedKey = Array("projected".utf8)
 
-    /// Reads the format and head; writes them for a new ledger; checks the head against the log.
+    /// Reads the format, head and window; writes them for a new ledger; checks the head against
+    /// the log. Returns whether the projections must be rebuilt.
     private static func checkFormatAndHead(_ env: Environment, meta: Database, events: Database,
-                                           readOnly: Bool) throws -> Head {
-        let stored: (format: UInt64?, head: Head?, last: UInt64?) = try env.read { txn in
+                                           options: Options) throws -> (Head, ReportWindow, Bool) {
+        let stored: (format: UInt64?, head: Head?, last: UInt64?, window: ReportWindow?, projected: UInt64?) = try env.read { txn in
             let format = try txn.get(meta, key: formatKey).map(decodeUInt64)
             let head = try txn.get(meta, key: headKey).flatMap(decodeHead)
             let last = try txn.withLast(events) { key, _ in decodeUInt64(Array(key)) }
-            return (format, head, last)
+            let window = try txn.get(meta, key: windowKey).flatMap(decodeWindow)
+            let projected = try txn.get(meta, key: projectedKey).map(decodeUInt64)
+            return (format, head, last, window, projected)
         }
         guard let format = stored.format else {
-            if readOnly { return .empty }
+            if options.readOnly { return (.empty, .pilot, false) }
             try env.write { txn in
                 try txn.put(meta, key: formatKey, value: encodeUInt64(formatVersion))
                 try txn.put(meta, key: headKey, value: encodeHead(.empty))
+                try txn.put(meta, key: windowKey, value: encodeWindow(options.window))
+                try txn.put(meta, key: projectedKey, value: encodeUInt64(0))
             }
-            return .empty
+            return (.empty, options.window, false)
         }
         guard format == formatVersion else {
             throw StoreError("the ledger's format is version \(format), this program reads version \(formatVersion); use the matching release")
         }
         let head = stored.head ?? .empty
         // A writer must not extend an inconsistent log; a reader (verify, export) may look at it.
-        guard readOnly || (stored.last ?? 0) == head.position else {
+        guard options.readOnly || (stored.last ?? 0) == head.position else {
             throw StoreError("the ledger is inconsistent: its head says position \(head.position) but the log ends at \(stored.last ?? 0); run `ledgerctl verify`")
         }
-        return head
+        if options.readOnly { return (head, stored.window ?? .pilot, false) }
+        let stale = stored.projected != head.position || stored.window != options.window
+        return (head, options.window, stale)
     }
 
     /// Clears LMDB reader slots left by processes that died; returns how many.
@@ -142,24 +187,28 @@ public final class Ledger: Sendable {
     /// At most `limit` events from position `from` on, in order.
     public func read(from: UInt64, limit: Int) throws -> [StoredEvent] {
         guard limit > 0 else { return [] }
+        return try environment.read { txn in try read(txn, from: from, limit: limit) }
+    }
+
+    func read(_ txn: some Transaction, from: UInt64, limit: Int) throws -> [StoredEvent] {
         var out: [StoredEvent] = []
         out.reserveCapacity(min(limit, 1024))
-        try environment.read { txn in
-            try txn.scan(events, from: max(from, 1)) { key, value in
-                guard let e = Ledger.decodeEvent(key: key, value: value) else { return false }
-                out.append(e)
-                return out.count < limit
-            }
+        try txn.scan(events, from: max(from, 1)) { key, value in
+            guard let e = Ledger.decodeEvent(key: key, value: value) else { return false }
+            out.append(e)
+            return out.count < limit
         }
         return out
     }
 
     /// The event stored at `position`, or nil.
     public func event(at position: UInt64) throws -> StoredEvent? {
-        try environment.read { txn in
-            try txn.get(events, key: position).flatMap { v in
-                v.count >= 32 ? StoredEvent(position: position, hash: Array(v[0..<32]), canonical: Array(v[32...])) : nil
-            }
+        try environment.read { txn in try event(txn, at: position) }
+    }
+
+    func event(_ txn: some Transaction, at position: UInt64) throws -> StoredEvent? {
+        try txn.get(events, key: position).flatMap { v in
+            v.count >= 32 ? StoredEvent(position: position, hash: Array(v[0..<32]), canonical: Array(v[32...])) : nil
         }
     }
 
@@ -179,9 +228,26 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// The number of events a case has (its version), from the store.
+    /// The state of a case and its events, from one snapshot; nil state for a case with no events.
+    public func caseHistory(_ caseID: String) throws -> (state: CaseState?, events: [StoredEvent]) {
+        try environment.read { txn in
+            let state = try txn.get(cases, key: Array(caseID.utf8)).flatMap(CaseState.decode)
+            let prefix = Array(caseID.utf8) + [0]
+            var positions: [UInt64] = []
+            try prefix.withUnsafeBytes { p in
+                try txn.scan(caseEvents, from: p) { key, _ in
+                    guard key.count == prefix.count + 8, key.starts(with: prefix) else { return false }
+                    positions.append(Ledger.decodeUInt64(Array(key[prefix.count...])))
+                    return true
+                }
+            }
+            return (state, try positions.compactMap { try event(txn, at: $0) })
+        }
+    }
+
+    /// The number of events a case has (its version).
     public func caseVersion(_ caseID: String) throws -> UInt64 {
-        try environment.read { txn in try txn.get(cases, key: Array(caseID.utf8)).map(Ledger.decodeUInt64) ?? 0 }
+        try environment.read { txn in try txn.get(cases, key: Array(caseID.utf8)).flatMap(CaseState.decode)?.version ?? 0 }
     }
 
     static func decodeEvent(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> StoredEvent? {
@@ -199,90 +265,111 @@ public final class Ledger: Sendable {
     /// returned, so a success is durable. When the map is full it is grown and the group redone; when
     /// it cannot grow or the disk is full every request gets `unavailable` and nothing is stored.
     public func append(_ requests: [[Event]], recordedAt: Timestamp = .now()) -> [Result<[AppendResult], LedgerError>] {
-        writer.withLock { head in
+        writer.withLock { state in
             let stamp = recordedAt.description
-            while true {
-                var results: [Result<[AppendResult], LedgerError>] = []
-                var newHead = head
-                do {
-                    try environment.write { txn in
-                        if requests.count == 1 {
+            var results: [Result<[AppendResult], LedgerError>] = []
+            var newHead = state.head
+            var groupDelta: [CounterKey: Int64] = [:]
+            let outcome = withMapGrowth { () throws in
+                results = []
+                newHead = state.head
+                groupDelta = [:]
+                try environment.write { txn in
+                    if requests.count == 1 {
+                        do {
+                            var delta = ProjectionDelta()
+                            let r = try appendRequest(requests[0], txn: txn, head: &newHead, stamp: stamp, delta: &delta)
+                            groupDelta = delta.counters
+                            results.append(.success(r))
+                        } catch let e as LedgerError {
+                            results.append(.failure(e))
+                            throw e  // abort: nothing of this request is stored
+                        }
+                    } else {
+                        for request in requests {
+                            var h = newHead
+                            var delta = ProjectionDelta()
                             do {
-                                let r = try appendRequest(requests[0], txn: txn, head: &newHead, stamp: stamp)
+                                let r = try txn.nested { child in
+                                    try appendRequest(request, txn: child, head: &h, stamp: stamp, delta: &delta)
+                                }
+                                newHead = h
+                                for (k, v) in delta.counters { groupDelta[k, default: 0] += v }
                                 results.append(.success(r))
                             } catch let e as LedgerError {
                                 results.append(.failure(e))
-                                throw e  // abort: nothing of this request is stored
-                            }
-                        } else {
-                            for request in requests {
-                                var h = newHead
-                                do {
-                                    let r = try txn.nested { child in
-                                        try appendRequest(request, txn: child, head: &h, stamp: stamp)
-                                    }
-                                    newHead = h
-                                    results.append(.success(r))
-                                } catch let e as LedgerError {
-                                    results.append(.failure(e))
-                                }
                             }
                         }
-                        if newHead != head {
-                            try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(newHead))
-                        }
                     }
-                    head = newHead
-                    return results
-                } catch is LedgerError {
-                    return results  // the single request failed; nothing was written
-                } catch let e as LMDBError where e.isMapFull {
-                    let info = environment.info()
-                    let target = min(info.mapSize * 2, options.maxMapSize)
-                    if target <= info.mapSize {
-                        return unavailable(requests.count, "the ledger's map is full at \(info.mapSize >> 20) MiB (max_map_size); nothing was stored; raise max_map_size and restart, then retry")
+                    if newHead != state.head {
+                        try writeCounters(groupDelta, base: state.counters, txn: txn)
+                        try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(newHead))
+                        try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(newHead.position))
                     }
-                    do { try environment.growMap(minimum: target) } catch {
-                        return unavailable(requests.count, "the ledger's map is full and could not grow (\(error)); nothing was stored; retry later")
-                    }
-                    continue
-                } catch let e as LMDBError where e.isNoSpace {
-                    return unavailable(requests.count, "the disk is full; nothing was stored; free space, then retry")
-                } catch {
-                    return unavailable(requests.count, "the commit failed (\(error)); nothing was stored; retry later")
                 }
+            }
+            switch outcome {
+            case .success:
+                state.head = newHead
+                Ledger.merge(groupDelta, into: &state.counters)
+                return results
+            case .failure(let e as LedgerError) where requests.count == 1 && e.code != .unavailable:
+                return results  // the single request failed; nothing was written
+            case .failure(let e as LedgerError):
+                return Array(repeating: .failure(e), count: requests.count)
+            case .failure(let e):
+                return Array(repeating: .failure(LedgerError(.unavailable, "the commit failed (\(e)); nothing was stored; retry later")), count: requests.count)
             }
         }
     }
 
-    private func unavailable(_ n: Int, _ message: String) -> [Result<[AppendResult], LedgerError>] {
-        Array(repeating: .failure(LedgerError(.unavailable, message)), count: n)
+    /// Runs `body` (one write transaction); when the map is full grows it (doubling, up to the
+    /// maximum) and runs `body` again. Resource exhaustion becomes `LedgerError(.unavailable)`.
+    func withMapGrowth(_ body: () throws -> Void) -> Result<Void, any Error> {
+        while true {
+            do {
+                try body()
+                return .success(())
+            } catch let e as LMDBError where e.isMapFull {
+                let info = environment.info()
+                let target = min(info.mapSize * 2, options.maxMapSize)
+                if target <= info.mapSize {
+                    return .failure(LedgerError(.unavailable, "the ledger's map is full at \(info.mapSize >> 20) MiB (max_map_size_gib); nothing was stored; raise it and restart, then retry"))
+                }
+                do { try environment.growMap(minimum: target) } catch {
+                    return .failure(LedgerError(.unavailable, "the ledger's map is full and could not grow (\(error)); nothing was stored; retry later"))
+                }
+            } catch let e as LMDBError where e.isNoSpace {
+                return .failure(LedgerError(.unavailable, "the disk is full; nothing was stored; free space, then retry"))
+            } catch {
+                return .failure(error)
+            }
+        }
     }
 
     /// Validates and writes the events of one request against the state in `txn`.
     private func appendRequest(_ request: [Event], txn: WriteTransaction, head: inout Head,
-                               stamp: String) throws -> [AppendResult] {
+                               stamp: String, delta: inout ProjectionDelta) throws -> [AppendResult] {
         var results: [AppendResult] = []
         results.reserveCapacity(request.count)
         for (index, event) in request.enumerated() {
             let idKey = Array(event.id.utf8)
             if let existing = try txn.get(ids, key: idKey).map(Ledger.decodeUInt64) {
-                guard let stored = try txn.get(events, key: existing), stored.count > 32 else {
+                guard let stored = try self.event(txn, at: existing) else {
                     throw StoreError("the id index points at missing position \(existing); run `ledgerctl verify`")
                 }
-                let storedEvent = StoredEvent(position: existing, hash: Array(stored[0..<32]), canonical: Array(stored[32...]))
-                if storedEvent.event.elementsEqual(event.canonical) {
+                if stored.event.elementsEqual(event.canonical) {
                     results.append(AppendResult(position: existing, duplicate: true))
                     continue
                 }
                 throw LedgerError(.idConflict, "id \"\(event.id)\" is already at position \(existing) with other content; use a new id for a new event", index: index)
             }
-            let caseKey = Array(event.caseID.utf8)
-            let version = try txn.get(cases, key: caseKey).map(Ledger.decodeUInt64) ?? 0
-            if let expected = event.expectedVersion, UInt64(expected) != version {
-                throw LedgerError(.versionConflict, "case \(event.caseID) has \(version) events, the event expected \(expected); read the case and retry", index: index)
-            }
             let position = head.position + 1
+            do {
+                try project(event, position: position, txn: txn, delta: &delta)
+            } catch let e as LedgerError {
+                throw e.at(index: index)
+            }
             let record = StoredEvent.canonicalRecord(event: event.canonical, position: position, recordedAt: stamp)
             var sha = SHA256()
             sha.update(data: head.hash)
@@ -290,11 +377,45 @@ public final class Ledger: Sendable {
             let hash = Array(sha.finalize())
             try txn.put(events, key: position, value: hash + record, flags: .append)
             try txn.put(ids, key: idKey, value: Ledger.encodeUInt64(position), flags: .noOverwrite)
-            try txn.put(cases, key: caseKey, value: Ledger.encodeUInt64(version + 1))
             head = Head(position: position, hash: hash)
             results.append(AppendResult(position: position, duplicate: false))
         }
         return results
+    }
+
+    /// Applies `event` (at `position`) to its case and to the projections' rows in `txn`: the case
+    /// state, the case's event index and the duration samples are written; counter changes are
+    /// added to `delta`. The one path of both ingestion and rebuild.
+    func project(_ event: Event, position: UInt64, txn: WriteTransaction, delta: inout ProjectionDelta) throws {
+        let caseKey = Array(event.caseID.utf8)
+        let before = try txn.get(cases, key: caseKey).flatMap(CaseState.decode)
+        var eventDelta = ProjectionDelta()
+        let after = try CaseMachine.apply(event, to: before, window: window, delta: &eventDelta)
+        try txn.put(cases, key: caseKey, value: after.encoded())
+        try txn.put(caseEvents, key: caseKey + [0] + Ledger.encodeUInt64(position), value: [])
+        for d in eventDelta.durations {
+            try txn.put(durations, key: Ledger.durationKey(d.measure, d.seconds, position), value: [])
+        }
+        for (k, v) in eventDelta.counters { delta.counters[k, default: 0] += v }
+    }
+
+    /// Writes the counters `delta` changes (base + delta), deleting those that become zero.
+    private func writeCounters(_ delta: [CounterKey: Int64], base: [CounterKey: Int64], txn: WriteTransaction) throws {
+        for (k, v) in delta where v != 0 {
+            let n = base[k, default: 0] + v
+            if n == 0 {
+                try txn.delete(projections, key: k.encoded)
+            } else {
+                try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: n)))
+            }
+        }
+    }
+
+    static func merge(_ delta: [CounterKey: Int64], into counters: inout [CounterKey: Int64]) {
+        for (k, v) in delta where v != 0 {
+            let n = counters[k, default: 0] + v
+            counters[k] = n == 0 ? nil : n
+        }
     }
 
     // MARK: Encoding
@@ -313,6 +434,19 @@ public final class Ledger: Sendable {
     static func decodeHead(_ b: [UInt8]) -> Head? {
         guard b.count == 40 else { return nil }
         return Head(position: decodeUInt64(Array(b[0..<8])), hash: Array(b[8..<40]))
+    }
+
+    static func encodeWindow(_ w: ReportWindow) -> [UInt8] { Array("\(w.start)/\(w.end)".utf8) }
+
+    static func decodeWindow(_ b: [UInt8]) -> ReportWindow? {
+        let parts = String(decoding: b, as: UTF8.self).split(separator: "/")
+        guard parts.count == 2 else { return nil }
+        return ReportWindow(start: String(parts[0]), end: String(parts[1]))
+    }
+
+    /// measure ‖ seconds (sign bit flipped, so keys sort numerically) ‖ position.
+    static func durationKey(_ m: Measure, _ seconds: Int64, _ position: UInt64) -> [UInt8] {
+        [m.rawValue] + encodeUInt64(UInt64(bitPattern: seconds) ^ (1 << 63)) + encodeUInt64(position)
     }
 }
 

@@ -83,6 +83,12 @@ struct Ledgerd: AsyncParsableCommand {
             var options = Ledger.Options()
             options.initialMapSize = settings.initialMapSizeMiB << 20
             options.maxMapSize = max(settings.maxMapSizeGiB << 30, options.initialMapSize)
+            options.window = try settings.window()
+            options.rebuildProgress = { done, total in
+                if done == total || done % 100_000 == 0 {
+                    logger.notice("rebuilding projections", metadata: ["done": "\(done)", "total": "\(total)"])
+                }
+            }
             ledger = try Ledger(directory: settings.dataDir, options: options)
             let cleared = try ledger.clearStaleReaders()
             if cleared > 0 { logger.notice("cleared stale LMDB readers", metadata: ["count": "\(cleared)"]) }

@@ -1,0 +1,157 @@
+/// Where a report's duration samples come from: sorted arrays after a replay, or the store's index.
+public protocol DurationSamples {
+    /// The number of samples of `measure`.
+    func count(_ measure: Measure) throws -> Int
+    /// The `k`-th smallest sample of `measure`, 1-based.
+    func kthSmallest(_ measure: Measure, _ k: Int) throws -> Int64?
+}
+
+/// The pilot report of CONTRACT §4, rendered from the projections.
+public enum PilotReport {
+    /// Nearest rank: the ⌈p·n/100⌉-th smallest.
+    public static func nearestRank(_ p: Int, _ n: Int) -> Int { max(1, (p * n + 99) / 100) }
+
+    /// Renders the report. Every stage, event type, measure and state is present, zeros included.
+    public static func render(counters: [CounterKey: Int64], durations: some DurationSamples, position: UInt64,
+                              headHash: String, asOf: Timestamp?, window: ReportWindow) throws -> JSONObject {
+        func value(_ k: CounterKey) -> Int64 { counters[k] ?? 0 }
+        func stages(_ dim: CounterKey.Dimension, _ key: String, _ list: [Stage]) -> JSONValue {
+            .object(JSONObject(list.map { stage in
+                (stage.name, .object(JSONObject([
+                    ("cases", .int(value(CounterKey(dim, key, UInt8(stage.rawValue), .cases)))),
+                    ("persons", .int(value(CounterKey(dim, key, UInt8(stage.rawValue), .persons)))),
+                ])))
+            }))
+        }
+        func keys(_ dim: CounterKey.Dimension) -> [String] {
+            Set(counters.keys.filter { $0.dimension == dim }.map(\.key)).sorted()
+        }
+        let types = EventType.allCases
+        func typeCounts(_ dim: CounterKey.Dimension, _ key: String) -> JSONValue {
+            .object(JSONObject(types.enumerated().map { (k, t) in
+                (t.rawValue, .int(value(CounterKey(dim, key, UInt8(k), .count))))
+            }))
+        }
+        var durationMembers: [(key: String, value: JSONValue)] = []
+        for m in Measure.allCases {
+            let n = try durations.count(m)
+            let p50: JSONValue = n == 0 ? .null : .int(try durations.kthSmallest(m, nearestRank(50, n)) ?? 0)
+            let p90: JSONValue = n == 0 ? .null : .int(try durations.kthSmallest(m, nearestRank(90, n)) ?? 0)
+            durationMembers.append((m.name, .object(JSONObject([("count", .int(Int64(n))), ("p50_seconds", p50), ("p90_seconds", p90)]))))
+        }
+        return JSONObject([
+            ("position", .int(Int64(position))),
+            ("head_hash", .string(headHash)),
+            ("as_of", asOf.map { .string($0.description) } ?? .null),
+            ("window", .object(JSONObject([("start", .string(window.start)), ("end", .string(window.end))]))),
+            ("funnel", stages(.all, "", Stage.allCases)),
+            ("by_office_country", .object(JSONObject(keys(.officeCountry).map { ($0, stages(.officeCountry, $0, Stage.allCases)) }))),
+            ("by_nationality", .object(JSONObject(keys(.nationality).map { ($0, stages(.nationality, $0, Stage.allCases)) }))),
+            ("by_pathway", .object(JSONObject(keys(.pathway).map { ($0, stages(.pathway, $0, Stage.referralStages)) }))),
+            ("weekly", .array(window.weeks.map { week in
+                .object(JSONObject([("week", .string(week)), ("counts", typeCounts(.weekly, week))]))
+            })),
+            ("outside_window", typeCounts(.outside, "")),
+            ("durations", .object(JSONObject(durationMembers))),
+            ("states", .object(JSONObject(CaseStatus.allCases.map { s in
+                (s.name, .int(value(CounterKey(.states, "", s.rawValue, .count))))
+            }))),
+        ])
+    }
+
+    /// The splits whose small cells `suppress` hides.
+    public static let splitKeys = ["by_office_country", "by_nationality", "by_pathway"]
+
+    /// Replaces every count from 1 to `minCell`−1 in the splits by null (CONTRACT §5).
+    public static func suppress(_ report: JSONObject, minCell: Int) -> JSONObject {
+        guard minCell > 1 else { return report }
+        var out = report
+        for (i, m) in out.members.enumerated() where splitKeys.contains(m.key) {
+            out.members[i].value = suppressCounts(m.value, minCell: Int64(minCell))
+        }
+        return out
+    }
+
+    static func suppressCounts(_ v: JSONValue, minCell: Int64) -> JSONValue {
+        switch v {
+        case .int(let n) where n >= 1 && n < minCell: .null
+        case .object(let o): .object(JSONObject(o.members.map { ($0.key, suppressCounts($0.value, minCell: minCell)) }))
+        case .array(let a): .array(a.map { suppressCounts($0, minCell: minCell) })
+        default: v
+        }
+    }
+}
+
+/// Duration samples held in memory, sorted on first use.
+public struct SampleArrays: DurationSamples, Sendable {
+    var samples: [[Int64]] = Array(repeating: [], count: Measure.allCases.count)
+    var sorted = true
+
+    public init() {}
+
+    public mutating func add(_ m: Measure, _ seconds: Int64) {
+        samples[Int(m.rawValue)].append(seconds)
+        sorted = false
+    }
+
+    public mutating func sort() {
+        guard !sorted else { return }
+        for i in samples.indices { samples[i].sort() }
+        sorted = true
+    }
+
+    public func count(_ m: Measure) -> Int { samples[Int(m.rawValue)].count }
+
+    public func kthSmallest(_ m: Measure, _ k: Int) -> Int64? {
+        precondition(sorted, "call sort() before reading percentiles")
+        let list = samples[Int(m.rawValue)]
+        return k >= 1 && k <= list.count ? list[k - 1] : nil
+    }
+
+    /// All samples of `m`, sorted.
+    public func all(_ m: Measure) -> [Int64] { samples[Int(m.rawValue)] }
+}
+
+/// The projections rebuilt in memory from events in log order: the replay that `as_of` reports,
+/// `ledgerctl replay` and `verify` use. Uses `CaseMachine.apply`, as ingestion does.
+public struct Replay: Sendable {
+    public let window: ReportWindow
+    public let asOf: Timestamp?
+    public private(set) var cases: [String: CaseState] = [:]
+    public private(set) var counters: [CounterKey: Int64] = [:]
+    public private(set) var durations = SampleArrays()
+    /// Events applied, and skipped for being after `asOf`.
+    public private(set) var applied = 0
+    public private(set) var skipped = 0
+
+    public init(window: ReportWindow, asOf: Timestamp? = nil) {
+        self.window = window
+        self.asOf = asOf
+    }
+
+    /// Applies the next event of the log.
+    /// - Throws: `LedgerError` when the log holds an event its case does not allow: a log that
+    ///   ingestion accepted never does, so this means the log was altered.
+    public mutating func apply(_ event: Event) throws(LedgerError) {
+        if let asOf, event.at > asOf {
+            skipped += 1
+            return
+        }
+        var delta = ProjectionDelta()
+        let next = try CaseMachine.apply(event, to: cases[event.caseID], window: window, delta: &delta)
+        cases[event.caseID] = next
+        for (k, v) in delta.counters {
+            let n = counters[k, default: 0] + v
+            counters[k] = n == 0 ? nil : n
+        }
+        for d in delta.durations { durations.add(d.measure, d.seconds) }
+        applied += 1
+    }
+
+    /// The report at this point of the replay.
+    public mutating func report(position: UInt64, headHash: String) throws -> JSONObject {
+        durations.sort()
+        return try PilotReport.render(counters: counters, durations: durations, position: position,
+                                      headHash: headHash, asOf: asOf, window: window)
+    }
+}

@@ -1,0 +1,207 @@
+public import LedgerCore
+import LMDBKit
+import Synchronization
+
+extension StoredEvent {
+    /// The stored envelope, parsed and validated again.
+    /// - Throws: `StoreError` naming the position when the stored bytes are no valid event.
+    public func decodedEvent() throws -> Event {
+        do {
+            return try Event.validate(json: Array(event))
+        } catch {
+            throw StoreError("the event at position \(position) is no longer valid: \(error)")
+        }
+    }
+}
+
+/// Duration samples read from the `durations` database inside one read transaction.
+struct StoredSamples: DurationSamples {
+    let txn: ReadTransaction
+    let db: Database
+
+    func count(_ m: Measure) throws -> Int {
+        var n = 0
+        try [m.rawValue].withUnsafeBytes { prefix in
+            try txn.scan(db, from: prefix) { key, _ in
+                guard key.first == m.rawValue else { return false }
+                n += 1
+                return true
+            }
+        }
+        return n
+    }
+
+    func kthSmallest(_ m: Measure, _ k: Int) throws -> Int64? {
+        var seen = 0
+        var result: Int64?
+        try [m.rawValue].withUnsafeBytes { prefix in
+            try txn.scan(db, from: prefix) { key, _ in
+                guard key.first == m.rawValue, key.count == 17 else { return false }
+                seen += 1
+                if seen == k {
+                    result = Int64(bitPattern: Ledger.decodeUInt64(Array(key[1..<9])) ^ (1 << 63))
+                    return false
+                }
+                return true
+            }
+        }
+        return result
+    }
+
+    /// Every sample of `m`, ascending.
+    func all(_ m: Measure) throws -> [Int64] {
+        var out: [Int64] = []
+        try [m.rawValue].withUnsafeBytes { prefix in
+            try txn.scan(db, from: prefix) { key, _ in
+                guard key.first == m.rawValue, key.count == 17 else { return false }
+                out.append(Int64(bitPattern: Ledger.decodeUInt64(Array(key[1..<9])) ^ (1 << 63)))
+                return true
+            }
+        }
+        return out
+    }
+}
+
+extension Ledger {
+    /// The projection counters as stored.
+    func storedCounters() throws -> [CounterKey: Int64] {
+        try environment.read { txn in try storedCounters(txn) }
+    }
+
+    func storedCounters(_ txn: some Transaction) throws -> [CounterKey: Int64] {
+        var out: [CounterKey: Int64] = [:]
+        try txn.scan(projections, from: nil) { key, value in
+            if let k = CounterKey(encoded: Array(key)) {
+                out[k] = Int64(bitPattern: Ledger.decodeUInt64(Array(value)))
+            }
+            return true
+        }
+        return out
+    }
+
+    /// The pilot report (CONTRACT §4). Without `asOf` it is read from the stored projections in one
+    /// snapshot; with `asOf` it is computed by a replay of the log up to the head, keeping the
+    /// events whose `at` ≤ `asOf`. `position` and `head_hash` name the head either way.
+    public func report(asOf: Timestamp? = nil) throws -> JSONObject {
+        if let asOf { return try replayReport(asOf: asOf).report }
+        return try environment.read { txn in
+            let head = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+            return try PilotReport.render(counters: try storedCounters(txn), durations: StoredSamples(txn: txn, db: durations),
+                                          position: head.position, headHash: head.hashHex, asOf: nil, window: window)
+        }
+    }
+
+    /// Replays the log up to the current head into memory and renders the report.
+    /// - Parameter progress: events replayed so far and the head, now and then.
+    public func replayReport(asOf: Timestamp?, progress: (UInt64, UInt64) -> Void = { _, _ in })
+        throws -> (report: JSONObject, replay: Replay) {
+        let head = try self.head()
+        var replay = Replay(window: window, asOf: asOf)
+        var n: UInt64 = 0
+        try forEach(to: head.position) { stored in
+            do { try replay.apply(try stored.decodedEvent()) } catch let e as LedgerError {
+                throw StoreError("the log breaks the case rules at position \(stored.position): \(e.message); run `ledgerctl verify`")
+            }
+            n += 1
+            if n % 8192 == 0 { progress(n, head.position) }
+        }
+        progress(n, head.position)
+        let report = try replay.report(position: head.position, headHash: head.hashHex)
+        return (report, replay)
+    }
+
+    /// Rebuilds the case states, the case index and every projection from the log, in one write
+    /// transaction: a crash leaves the previous projections and the marker that they need a rebuild.
+    /// - Parameter progress: events done and the head, now and then.
+    /// - Throws: `StoreError` when the log holds an event its case does not allow (altered log).
+    public func rebuildProjections(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws {
+        try writer.withLock { state in
+            let head = state.head
+            var counters: [CounterKey: Int64] = [:]
+            let outcome = withMapGrowth { () throws in
+                counters = [:]
+                try environment.write { txn in
+                    for db in [cases, caseEvents, projections, durations] { try txn.clear(db) }
+                    var delta = ProjectionDelta()
+                    var n: UInt64 = 0
+                    try txn.scan(events, from: 1) { key, value in
+                        guard let stored = Ledger.decodeEvent(key: key, value: value) else {
+                            throw StoreError("the stored event at key \(Array(key)) is unreadable; run `ledgerctl verify`")
+                        }
+                        do {
+                            try project(try stored.decodedEvent(), position: stored.position, txn: txn, delta: &delta)
+                        } catch let e as LedgerError {
+                            throw StoreError("the log breaks the case rules at position \(stored.position): \(e.message); run `ledgerctl verify`")
+                        }
+                        n += 1
+                        if n % 8192 == 0 { progress(n, head.position) }
+                        return true
+                    }
+                    progress(n, head.position)
+                    Ledger.merge(delta.counters, into: &counters)
+                    for (k, v) in counters {
+                        try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
+                    }
+                    try txn.put(meta, key: Ledger.windowKey, value: Ledger.encodeWindow(window))
+                    try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head.position))
+                }
+            }
+            if case .failure(let e) = outcome { throw e }
+            state.counters = counters
+        }
+    }
+
+    /// The projections as stored, in one snapshot: for comparisons with a replay.
+    public struct StoredProjections: Sendable {
+        public let head: Head
+        public let projected: UInt64
+        public let counters: [CounterKey: Int64]
+        public let cases: [String: [UInt8]]
+        public let durations: [[Int64]]
+        public let caseEventCount: Int
+    }
+
+    public func storedProjections() throws -> StoredProjections {
+        try environment.read { txn in
+            let head = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+            let projected = try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0
+            var caseMap: [String: [UInt8]] = [:]
+            try txn.scan(cases, from: nil) { key, value in
+                caseMap[String(decoding: key, as: UTF8.self)] = Array(value)
+                return true
+            }
+            let samples = StoredSamples(txn: txn, db: durations)
+            return StoredProjections(head: head, projected: projected, counters: try storedCounters(txn), cases: caseMap,
+                                     durations: try Measure.allCases.map { try samples.all($0) },
+                                     caseEventCount: try txn.count(caseEvents))
+        }
+    }
+
+    /// Compares the stored projections with a replay of the log up to `head`; nil when they agree,
+    /// else what differs.
+    public func compareProjections(with replay: Replay, head: Head) throws -> String? {
+        let stored = try storedProjections()
+        guard stored.head == head else { return "the head moved to \(stored.head.position) during the check" }
+        guard stored.projected == head.position else {
+            return "the projections reflect position \(stored.projected), the head is \(head.position); run `ledgerctl replay`"
+        }
+        if stored.counters != replay.counters {
+            let keys = Set(stored.counters.keys).union(replay.counters.keys).sorted()
+            let k = keys.first { stored.counters[$0] != replay.counters[$0] }!
+            return "the projection counter \(k.dimension)/\(k.key)/\(k.slot)/\(k.metric) is \(stored.counters[k] ?? 0) stored, \(replay.counters[k] ?? 0) replayed"
+        }
+        if stored.cases.count != replay.cases.count {
+            return "\(stored.cases.count) cases stored, \(replay.cases.count) replayed"
+        }
+        for (id, state) in replay.cases where stored.cases[id] != state.encoded() {
+            return "case \(id) is stored in another state than the replay gives"
+        }
+        for m in Measure.allCases where stored.durations[Int(m.rawValue)] != replay.durations.all(m).sorted() {
+            return "the \(m.name) samples differ from the replay"
+        }
+        if stored.caseEventCount != Int(head.position) {
+            return "the case index holds \(stored.caseEventCount) entries for \(head.position) events"
+        }
+        return nil
+    }
+}

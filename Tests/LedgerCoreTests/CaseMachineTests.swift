@@ -1,0 +1,224 @@
+import LedgerCore
+import Testing
+
+/// Builds envelopes for a case at increasing times.
+struct History {
+    var caseID: String
+    var minute = 0
+    var n = 0
+
+    init(_ caseID: String) { self.caseID = caseID }
+
+    mutating func event(_ type: String, _ data: String = "{}", at: String? = nil, expectedVersion: Int? = nil) throws -> Event {
+        n += 1
+        minute += 1
+        let time = at ?? "2023-07-01T\(String(format2: 10 + minute / 60)):\(String(format2: minute % 60)):00Z"
+        let ev = expectedVersion.map { #","expected_version":\#($0)"# } ?? ""
+        let text = #"{"id":"\#(caseID)-\#(n)","type":"\#(type)","case":"\#(caseID)","at":"\#(time)"\#(ev),"data":\#(data)}"#
+        return try Event.validate(json: Array(text.utf8))
+    }
+}
+
+extension String {
+    init(format2 v: Int) { self = v < 10 ? "0\(v)" : "\(v)" }
+}
+
+/// Steps of a case history by name, so tables stay short.
+enum Step: String, CaseIterable {
+    case request, eligible, ineligible, schedule, miss, interview, refer, refer2, hold, approve, deny, visa, arrive, withdraw, close
+
+    var type: String {
+        switch self {
+        case .request: "AppointmentRequested"
+        case .eligible, .ineligible: "EligibilityScreened"
+        case .schedule: "AppointmentScheduled"
+        case .miss: "AppointmentMissed"
+        case .interview: "Interviewed"
+        case .refer, .refer2: "Referred"
+        case .hold, .approve, .deny: "DecisionRecorded"
+        case .visa: "VisaIssued"
+        case .arrive: "Arrived"
+        case .withdraw: "CaseWithdrawn"
+        case .close: "CaseClosed"
+        }
+    }
+
+    var data: String {
+        switch self {
+        case .request: #"{"office_country":"CR","nationality":"NIC","household_size":4}"#
+        case .eligible: #"{"result":"eligible"}"#
+        case .ineligible: #"{"result":"ineligible","reasons":["NATIONALITY"]}"#
+        case .schedule: #"{"office":"San José","scheduled_for":"2023-07-20T09:00:00-06:00"}"#
+        case .miss: "{}"
+        case .interview: #"{"interviewer":"UNHCR"}"#
+        case .refer: #"{"referral":"R1","pathway":"USRAP","persons":3}"#
+        case .refer2: #"{"referral":"R2","pathway":"SPAIN","persons":1}"#
+        case .hold: #"{"referral":"R1","decision":"hold"}"#
+        case .approve: #"{"referral":"R1","decision":"approved"}"#
+        case .deny: #"{"referral":"R1","decision":"denied"}"#
+        case .visa: #"{"referral":"R1","document":"refugee_travel"}"#
+        case .arrive: #"{"referral":"R1","country":"USA"}"#
+        case .withdraw: #"{"reason":"other_pathway"}"#
+        case .close: #"{"reason":"completed"}"#
+        }
+    }
+}
+
+@Suite("The case lifecycle")
+struct CaseMachineTests {
+    /// Applies `steps` to a new case; returns the state, or the first error with its step.
+    static func run(_ steps: [Step]) throws -> (CaseState?, (Int, LedgerError)?) {
+        var h = History("C-t")
+        var state: CaseState?
+        var delta = ProjectionDelta()
+        for (i, step) in steps.enumerated() {
+            let e = try h.event(step.type, step.data)
+            do {
+                state = try CaseMachine.apply(e, to: state, window: .pilot, delta: &delta)
+            } catch {
+                return (state, (i, error))
+            }
+        }
+        return (state, nil)
+    }
+
+    @Test("legal histories", arguments: [
+        ([Step.request], "requested"),
+        ([.request, .eligible], "eligible"),
+        ([.request, .ineligible], "ineligible"),
+        ([.request, .ineligible, .close], "closed"),
+        ([.request, .eligible, .schedule], "scheduled"),
+        ([.request, .eligible, .schedule, .schedule], "scheduled"),
+        ([.request, .eligible, .schedule, .miss], "missed"),
+        ([.request, .eligible, .schedule, .miss, .schedule, .interview], "interviewed"),
+        ([.request, .eligible, .schedule, .interview, .refer], "referred"),
+        ([.request, .eligible, .schedule, .interview, .refer, .refer2], "referred"),
+        ([.request, .eligible, .schedule, .interview, .refer, .hold, .approve, .visa, .arrive], "referred"),
+        ([.request, .eligible, .schedule, .interview, .refer, .hold, .deny], "referred"),
+        ([.request, .eligible, .schedule, .interview, .refer, .deny], "referred"),
+        ([.request, .eligible, .schedule, .interview, .refer, .approve, .visa, .arrive, .close], "closed"),
+        ([.request, .withdraw], "withdrawn"),
+        ([.request, .eligible, .schedule, .interview, .refer, .withdraw], "withdrawn"),
+        ([.request, .close], "closed"),
+    ])
+    func legal(steps: [Step], final: String) throws {
+        let (state, error) = try Self.run(steps)
+        #expect(error == nil, "\(error.map { "step \($0.0): \($0.1)" } ?? "")")
+        #expect(state?.status.name == final)
+        #expect(state?.version == UInt64(steps.count))
+    }
+
+    @Test("illegal transitions", arguments: [
+        // Every event but AppointmentRequested needs an existing case.
+        ([Step.eligible], Step.eligible), ([.schedule], .schedule), ([.miss], .miss), ([.interview], .interview),
+        ([.refer], .refer), ([.approve], .approve), ([.visa], .visa), ([.arrive], .arrive),
+        ([.withdraw], .withdraw), ([.close], .close),
+        // A second AppointmentRequested.
+        ([.request, .request], .request),
+        // Out of order.
+        ([.request, .schedule], .schedule), ([.request, .interview], .interview), ([.request, .eligible, .eligible], .eligible),
+        ([.request, .eligible, .miss], .miss), ([.request, .eligible, .interview], .interview),
+        ([.request, .ineligible, .schedule], .schedule), ([.request, .eligible, .refer], .refer),
+        ([.request, .eligible, .schedule, .miss, .interview], .interview), ([.request, .eligible, .schedule, .miss, .miss], .miss),
+        ([.request, .eligible, .schedule, .interview, .interview], .interview), ([.request, .eligible, .schedule, .interview, .schedule], .schedule),
+        ([.request, .eligible, .schedule, .interview, .approve], .approve),
+        // Referral states.
+        ([.request, .eligible, .schedule, .interview, .refer, .visa], .visa),
+        ([.request, .eligible, .schedule, .interview, .refer, .arrive], .arrive),
+        ([.request, .eligible, .schedule, .interview, .refer, .hold, .hold], .hold),
+        ([.request, .eligible, .schedule, .interview, .refer, .approve, .approve], .approve),
+        ([.request, .eligible, .schedule, .interview, .refer, .approve, .deny], .deny),
+        ([.request, .eligible, .schedule, .interview, .refer, .deny, .visa], .visa),
+        ([.request, .eligible, .schedule, .interview, .refer, .approve, .arrive], .arrive),
+        ([.request, .eligible, .schedule, .interview, .refer, .approve, .visa, .visa], .visa),
+        ([.request, .eligible, .schedule, .interview, .refer, .approve, .visa, .arrive, .arrive], .arrive),
+        ([.request, .eligible, .schedule, .interview, .refer2, .approve], .approve),  // no referral R1
+        // Terminal states.
+        ([.request, .withdraw, .withdraw], .withdraw), ([.request, .withdraw, .close], .close),
+        ([.request, .close, .close], .close), ([.request, .close, .withdraw], .withdraw),
+        ([.request, .eligible, .schedule, .interview, .refer, .close, .approve], .approve),
+    ])
+    func illegal(steps: [Step], failing: Step) throws {
+        let (_, error) = try Self.run(steps)
+        let (index, e) = try #require(error)
+        #expect(index == steps.count - 1, "failed early at \(index): \(e)")
+        #expect(e.code == .invalidTransition, "\(failing): \(e)")
+        #expect(e.message.contains("C-t"))
+    }
+
+    @Test func messagesNameTheStateAndTheNeed() throws {
+        let (_, error) = try Self.run([.request, .eligible, .schedule, .interview, .refer, .visa])
+        let e = try #require(error).1
+        #expect(e.message == "case C-t is `referred`; VisaIssued needs referral R1 to be `approved`, it is `referred`")
+    }
+
+    @Test func eventsMayNotGoBackInTime() throws {
+        var h = History("C-time")
+        var delta = ProjectionDelta()
+        let s = try CaseMachine.apply(try h.event("AppointmentRequested", Step.request.data, at: "2023-07-02T10:00:00Z"),
+                                      to: nil, window: .pilot, delta: &delta)
+        let earlier = try h.event("CaseClosed", Step.close.data, at: "2023-07-02T09:59:59Z")
+        #expect { try CaseMachine.apply(earlier, to: s, window: .pilot, delta: &delta) } throws: {
+            ($0 as? LedgerError)?.code == .invalidTransition
+        }
+        // The same instant is allowed, also written in another offset.
+        let same = try h.event("CaseClosed", Step.close.data, at: "2023-07-02T05:00:00-05:00")
+        #expect(try CaseMachine.apply(same, to: s, window: .pilot, delta: &delta).status == .closed)
+    }
+
+    @Test func expectedVersionIsChecked() throws {
+        var h = History("C-v")
+        var delta = ProjectionDelta()
+        let s = try CaseMachine.apply(try h.event("AppointmentRequested", Step.request.data, expectedVersion: 0),
+                                      to: nil, window: .pilot, delta: &delta)
+        #expect { try CaseMachine.apply(try h.event("CaseClosed", Step.close.data, expectedVersion: 0), to: s, window: .pilot, delta: &delta) }
+            throws: { ($0 as? LedgerError)?.code == .versionConflict }
+        #expect(try CaseMachine.apply(try h.event("CaseClosed", Step.close.data, expectedVersion: 1), to: s, window: .pilot, delta: &delta).version == 2)
+    }
+
+    @Test func referralRulesOnData() throws {
+        // persons over the household, and a referral id used twice, are invalid_event.
+        var h = History("C-r")
+        var delta = ProjectionDelta()
+        var s: CaseState? = nil
+        for step in [Step.request, .eligible, .schedule, .interview, .refer] {
+            s = try CaseMachine.apply(try h.event(step.type, step.data), to: s, window: .pilot, delta: &delta)
+        }
+        let tooMany = try h.event("Referred", #"{"referral":"R9","pathway":"H2B","persons":5}"#)
+        #expect { try CaseMachine.apply(tooMany, to: s, window: .pilot, delta: &delta) } throws: {
+            ($0 as? LedgerError)?.code == .invalidEvent
+        }
+        let again = try h.event("Referred", #"{"referral":"R1","pathway":"H2B","persons":1}"#)
+        #expect { try CaseMachine.apply(again, to: s, window: .pilot, delta: &delta) } throws: {
+            ($0 as? LedgerError)?.code == .invalidEvent
+        }
+    }
+
+    @Test func stateEncodingRoundTrips() throws {
+        let (state, _) = try Self.run([.request, .eligible, .schedule, .interview, .refer, .refer2, .hold, .approve, .visa])
+        let s = try #require(state)
+        #expect(CaseState.decode(s.encoded()) == s)
+        #expect(CaseState.decode(Array(s.encoded().dropLast())) == nil)
+    }
+}
+
+@Suite("ISO weeks and windows")
+struct WindowTests {
+    @Test("ISO 8601 weeks", arguments: [
+        ("2023-06-12", "2023-W24"), ("2023-06-18", "2023-W24"), ("2023-06-19", "2023-W25"),
+        ("2023-12-11", "2023-W50"), ("2023-01-01", "2022-W52"), ("2021-01-03", "2020-W53"),
+        ("2024-12-30", "2025-W01"), ("2026-01-01", "2026-W01"),
+    ])
+    func weeks(date: String, week: String) throws {
+        let t = try #require(Timestamp(rfc3339: date + "T12:00:00Z"))
+        #expect(ISOWeek.of(t) == week)
+    }
+
+    @Test func pilotWindowHas27Weeks() {
+        let weeks = ReportWindow.pilot.weeks
+        #expect(weeks.count == 27)
+        #expect(weeks.first == "2023-W24")
+        #expect(weeks.last == "2023-W50")
+        #expect(ReportWindow(start: "2023-06-12", end: "2023-06-12") == nil)
+    }
+}
