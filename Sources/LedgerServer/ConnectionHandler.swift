@@ -147,7 +147,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
-        if event is CloseWhenIdle {
+        // Shutdown, or the client closed its side (`echo … | socat`): answer what was asked, then close.
+        if event is CloseWhenIdle || (event as? ChannelEvent) == .inputClosed {
             closingWhenIdle = true
             if pending.isEmpty { ctx.close(promise: nil) }
             return

@@ -53,6 +53,7 @@ public final class LedgerServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.autoRead, value: true)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [self] channel in
                 LedgerServer.peerMayAppend(channel, ctx.access).flatMapThrowing { canAppend in
                     try channel.pipeline.syncOperations.addHandler(

@@ -65,8 +65,9 @@ public final class Ledger: Sendable {
         public var maxMapSize: Int = 1 << 40
         public var readOnly = false
         /// The report window. A writer stores it; when it differs from the stored one the
-        /// projections are rebuilt at open. Readers use the stored one and ignore this.
-        public var window: ReportWindow = .pilot
+        /// projections are rebuilt at open. Nil keeps the stored one (the pilot's for a new ledger).
+        /// Readers always use the stored one.
+        public var window: ReportWindow?
         /// Told about a projection rebuild at open (events done, total).
         public var rebuildProgress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }
         public init() {}
@@ -151,13 +152,14 @@ public final class Ledger: Sendable {
         }
         guard let format = stored.format else {
             if options.readOnly { return (.empty, .pilot, false) }
+            let window = options.window ?? .pilot
             try env.write { txn in
                 try txn.put(meta, key: formatKey, value: encodeUInt64(formatVersion))
                 try txn.put(meta, key: headKey, value: encodeHead(.empty))
-                try txn.put(meta, key: windowKey, value: encodeWindow(options.window))
+                try txn.put(meta, key: windowKey, value: encodeWindow(window))
                 try txn.put(meta, key: projectedKey, value: encodeUInt64(0))
             }
-            return (.empty, options.window, false)
+            return (.empty, window, false)
         }
         guard format == formatVersion else {
             throw StoreError("the ledger's format is version \(format), this program reads version \(formatVersion); use the matching release")
@@ -167,9 +169,11 @@ public final class Ledger: Sendable {
         guard options.readOnly || (stored.last ?? 0) == head.position else {
             throw StoreError("the ledger is inconsistent: its head says position \(head.position) but the log ends at \(stored.last ?? 0); run `ledgerctl verify`")
         }
-        if options.readOnly { return (head, stored.window ?? .pilot, false) }
-        let stale = stored.projected != head.position || stored.window != options.window
-        return (head, options.window, stale)
+        let storedWindow = stored.window ?? .pilot
+        if options.readOnly { return (head, storedWindow, false) }
+        let window = options.window ?? storedWindow
+        let stale = stored.projected != head.position || stored.window != window
+        return (head, window, stale)
     }
 
     /// Clears LMDB reader slots left by processes that died; returns how many.

@@ -152,7 +152,7 @@ extension Ledger {
     }
 
     /// The projections as stored, in one snapshot: for comparisons with a replay.
-    public struct StoredProjections: Sendable {
+    public struct StoredProjections: Sendable, Equatable {
         public let head: Head
         public let projected: UInt64
         public let counters: [CounterKey: Int64]

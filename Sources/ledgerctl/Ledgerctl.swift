@@ -17,7 +17,7 @@ struct Ledgerctl: ParsableCommand {
             2 usage error.
             """,
         version: "0.1.0",
-        subcommands: [Status.self, Export.self, Verify.self])
+        subcommands: [Status.self, Import.self, Export.self, Verify.self, Replay.self, Dump.self])
 
     /// Runs the command; usage errors exit 2 (the contract's code) instead of 64.
     static func main() {
@@ -95,7 +95,9 @@ struct Output {
 }
 
 /// Progress on standard error, only when it is a terminal.
-final class Progress {
+final class Progress: @unchecked Sendable {
+    // @unchecked: ledgerctl calls it from its one thread only (the store's progress callbacks run
+    // synchronously on the caller's thread); `Sendable` only lets it sit in an options struct.
     let label: String
     let enabled = isatty(2) == 1
     private var last = 0.0
@@ -109,15 +111,21 @@ final class Progress {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    func update(_ done: UInt64, of total: UInt64, force: Bool = false) {
+    /// Shows `done` of `total` (in `unit`) with a bar, the rate and the time left; at most 5 times a
+    /// second unless `force`.
+    func update(_ done: UInt64, of total: UInt64, unit: String = "events", extra: String = "", force: Bool = false) {
         guard enabled else { return }
         let t = Progress.now()
         guard force || t - last > 0.2 else { return }
         last = t
         let rate = Double(done) / max(t - started, 1e-6)
-        let pct = total > 0 ? min(100, Double(done) * 100 / Double(total)) : 100
+        let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 0
         let eta = rate > 0 && total > done ? Double(total - done) / rate : 0
-        let text = "\r\(label) \(done)/\(total) events  \(Int(pct))%  \(Int(rate))/s  eta \(Int(eta))s   "
+        let filled = Int(fraction * 24)
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: 24 - filled)
+        let amount = unit == "bytes" ? "\(done >> 20)/\(total >> 20) MiB" : "\(done)/\(total) \(unit)"
+        let rateText = unit == "bytes" ? "\(Int(rate) >> 20) MiB/s" : "\(Int(rate))/s"
+        let text = "\r\(label) [\(bar)] \(Int(fraction * 100))% \(amount) \(extra.isEmpty ? "" : extra + " ")\(rateText) eta \(Int(eta))s   "
         writeStderr(text)
     }
 

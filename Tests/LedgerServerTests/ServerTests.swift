@@ -188,6 +188,64 @@ struct ServerTests {
         }
     }
 
+    @Test func caseAndReport() async throws {
+        try await withTestServer { server in
+            let client = try LedgerClient(path: server.socketPath)
+            let events = [
+                TestEvents.json(id: "k1", caseID: "C-k"),
+                TestEvents.json(id: "k2", type: "EligibilityScreened", caseID: "C-k", at: "2023-07-04T10:00:00Z", data: #"{"result":"eligible"}"#),
+            ]
+            #expect(try client.request(append(events))["ok"] == .bool(true))
+            let c = try client.request(#"{"op":"case","case":"C-k"}"#)
+            #expect(c["state"] == .string("eligible"))
+            #expect(c["version"] == .int(2))
+            guard case .array(let list)? = c["events"] else { Issue.record("no events"); return }
+            #expect(list.count == 2)
+            let none = try client.request(#"{"op":"case","case":"C-none"}"#)
+            #expect(none["state"] == .string("new"))
+            #expect(none["version"] == .int(0))
+            let bad = try client.request(append([TestEvents.json(id: "k3", type: "Interviewed", caseID: "C-k", at: "2023-07-05T10:00:00Z", data: #"{"interviewer":"IOM"}"#)]))
+            guard case .object(let e)? = bad["error"] else { Issue.record("expected an error"); return }
+            #expect(e["code"] == .string("invalid_transition"))
+            #expect(e["message"] == .string("case C-k is `eligible`; Interviewed needs it to be `scheduled`"))
+
+            let r = try client.request(#"{"op":"report"}"#)
+            guard case .object(let report)? = r["report"] else { Issue.record("no report"); return }
+            #expect(report["position"] == .int(2))
+            guard case .object(let funnel)? = report["funnel"], case .object(let eligible)? = funnel["eligible"] else { Issue.record("no funnel"); return }
+            #expect(eligible["persons"] == .int(3))
+            let cut = try client.request(#"{"op":"report","as_of":"2023-07-03T23:00:00Z"}"#)
+            guard case .object(let cutReport)? = cut["report"], case .object(let f2)? = cutReport["funnel"],
+                  case .object(let e2)? = f2["eligible"] else { Issue.record("no cut report"); return }
+            #expect(e2["cases"] == .int(0))
+            #expect(cutReport["as_of"] == .string("2023-07-03T23:00:00Z"))
+            let wrong = try client.request(#"{"op":"report","as_of":"soon"}"#)
+            #expect(wrong["ok"] == .bool(false))
+        }
+    }
+
+    @Test func answersAfterTheClientClosesItsSide() async throws {
+        try await withTestServer { server in
+            let client = try LedgerClient(path: server.socketPath)
+            try client.send(#"{"op":"report"}"#)
+            try client.send(#"{"op":"status"}"#)
+            client.shutdownWrite()
+            #expect(try client.readLine() != nil)
+            #expect(try client.readLine() != nil)
+            #expect(try client.readLine() == nil)  // then the daemon closes
+        }
+    }
+
+    @Test func halfALineAtDisconnectIsNotExecuted() async throws {
+        try await withTestServer { server in
+            let client = try LedgerClient(path: server.socketPath)
+            try client.writeAll(Array(append([TestEvents.json(id: "half", caseID: "C-half")]).utf8))  // no newline
+            client.shutdownWrite()
+            #expect(try client.readLine() == nil)
+            #expect(try server.ledger.head().position == 0)
+        }
+    }
+
     struct Failure: Error { let description: String }
 }
 
