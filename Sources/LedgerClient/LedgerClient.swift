@@ -87,6 +87,9 @@ public final class LedgerClient {
         }
     }
 
+    /// Whether a complete line is already buffered (so `readLine` will not block).
+    public var hasBufferedLine: Bool { buffer[start...].contains(0x0A) }
+
     /// Sends one request and returns its response parsed.
     public func request(_ line: String) throws -> JSONObject {
         try send(line)

@@ -10,6 +10,8 @@ public struct Configuration: Sendable, Equatable {
     public var maxLineBytes = 1 << 20
     /// Responses one connection may have outstanding before the daemon stops reading from it.
     public var maxPendingPerConnection = 64
+    /// A subscriber whose socket stays full this long is dropped with a message.
+    public var subscriberStallSeconds = 30
     /// The most events one group commit takes.
     public var maxGroupEvents = 20_000
     /// The LMDB map size to start with, MiB; it doubles when full.
@@ -26,6 +28,8 @@ public struct Configuration: Sendable, Equatable {
     public var appendGroups: [String] = []
     /// trace, debug, info, notice, warning, error or critical.
     public var logLevel = "info"
+    /// `host:port` where `GET /metrics` serves Prometheus text; empty: not served.
+    public var metricsAddress = ""
     /// The pilot report's window: events whose UTC date is in [start, end) count in `weekly`.
     public var windowStart = "2023-06-12"
     public var windowEnd = "2023-12-12"
@@ -43,9 +47,9 @@ public struct Configuration: Sendable, Equatable {
 
     /// Every key the file and the environment accept.
     public static let keys = [
-        "data_dir", "socket", "max_line_bytes", "max_pending_per_connection", "max_group_events",
+        "data_dir", "socket", "max_line_bytes", "max_pending_per_connection", "subscriber_stall_seconds", "max_group_events",
         "initial_map_size_mib", "max_map_size_gib", "event_loop_threads", "read_threads",
-        "append_users", "append_groups", "log_level", "window_start", "window_end",
+        "append_users", "append_groups", "log_level", "metrics_address", "window_start", "window_end",
     ]
 
     /// A problem in a configuration file or variable, with where it is.
@@ -128,6 +132,7 @@ public struct Configuration: Sendable, Equatable {
         case "socket": socket = try string()
         case "max_line_bytes": maxLineBytes = try int(min: 1024)
         case "max_pending_per_connection": maxPendingPerConnection = try int(min: 1)
+        case "subscriber_stall_seconds": subscriberStallSeconds = try int(min: 1)
         case "max_group_events": maxGroupEvents = try int(min: 1)
         case "initial_map_size_mib": initialMapSizeMiB = try int(min: 1)
         case "max_map_size_gib": maxMapSizeGiB = try int(min: 1)
@@ -141,6 +146,7 @@ public struct Configuration: Sendable, Equatable {
                 throw Problem(description: "`log_level` must be one of trace, debug, info, notice, warning, error, critical")
             }
             logLevel = level
+        case "metrics_address": metricsAddress = try string()
         case "window_start": windowStart = try string()
         case "window_end": windowEnd = try string()
         default:

@@ -9,19 +9,37 @@ import NIOPosix
 /// Pipelining: requests are started as they arrive, so many appends of one connection can share a
 /// commit; a response waits until every earlier response of the connection has been written.
 /// Backpressure: with `maxPending` responses outstanding it stops reading from the socket.
+/// Subscribe: once the responses before it are written, the connection streams stored events from
+/// the requested position, reading them from the store in chunks only while the socket is writable,
+/// so a slow subscriber costs memory of one chunk and nothing of the writer; one that stays
+/// unwritable for `subscriberStallSeconds` is told so and dropped. Later requests are ignored.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = Frame
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    /// A response slot, in request order.
+    private enum Slot {
+        case waiting
+        case ready(ByteBuffer)
+        case subscribe(from: UInt64?)
+    }
+
+    private struct Subscription {
+        var next: UInt64
+        var fetching = false
+    }
+
     private let context: ServerContext
     private let canAppend: Bool
     private let maxPending: Int
-    /// Responses in request order; nil while a request is still in progress.
-    private var pending = CircularBuffer<ByteBuffer?>()
+    private var pending = CircularBuffer<Slot>()
     private var firstSeq = 0
     private var readHeld = false
     private var closingWhenIdle = false
+    private var subscription: Subscription?
+    private var stallTimer: Scheduled<Void>?
+    private let listenerID = ListenerID()
 
     init(context: ServerContext, canAppend: Bool) {
         self.context = context
@@ -30,9 +48,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context ctx: ChannelHandlerContext, data: NIOAny) {
+        if subscription != nil { return }  // a subscriber's further lines are ignored
         let frame = unwrapInboundIn(data)
         let seq = firstSeq + pending.count
-        pending.append(nil)
+        pending.append(.waiting)
         switch frame {
         case .tooLarge:
             self.context.metrics.rejected(.tooLarge)
@@ -93,8 +112,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 Response.ok(JSONObject([("report", .object(try server.ledger.report(asOf: asOf)))]))
             }
             respond(when: future, seq: seq, ctx)
-        case .subscribe:
-            complete(seq, Response.error(LedgerError(.unknownOp, "subscribe is not served by this version of ledgerd yet")), ctx)
+        case .subscribe(let from):
+            pending[offset: seq - firstSeq] = .subscribe(from: from)
+            flushInOrder(ctx)
         }
     }
 
@@ -111,13 +131,28 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Records response `seq` and writes every response that is now next in order.
     private func complete(_ seq: Int, _ bytes: [UInt8], _ ctx: ChannelHandlerContext) {
-        pending[offset: seq - firstSeq] = ctx.channel.allocator.buffer(bytes: bytes)
+        guard subscription == nil, seq >= firstSeq else { return }
+        pending[offset: seq - firstSeq] = .ready(ctx.channel.allocator.buffer(bytes: bytes))
+        flushInOrder(ctx)
+    }
+
+    private func flushInOrder(_ ctx: ChannelHandlerContext) {
         var wrote = false
-        while let first = pending.first, let buffer = first {
-            pending.removeFirst()
-            firstSeq += 1
-            ctx.write(wrapOutboundOut(buffer), promise: nil)
-            wrote = true
+        loop: while let first = pending.first {
+            switch first {
+            case .waiting:
+                break loop
+            case .ready(let buffer):
+                pending.removeFirst()
+                firstSeq += 1
+                ctx.write(wrapOutboundOut(buffer), promise: nil)
+                wrote = true
+            case .subscribe(let from):
+                if wrote { ctx.flush() }
+                pending.removeAll()
+                startSubscription(from: from, ctx)
+                return
+            }
         }
         if wrote { ctx.flush() }
         if readHeld && pending.count < maxPending {
@@ -143,7 +178,73 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context ctx: ChannelHandlerContext) {
         self.context.metrics.connectionClosed()
+        if subscription != nil {
+            self.context.commits.removeListener(listenerID)
+            self.context.metrics.subscriberEnded()
+        }
+        stallTimer?.cancel()
         ctx.fireChannelInactive()
+    }
+
+    // MARK: Subscribe
+
+    private func startSubscription(from: UInt64?, _ ctx: ChannelHandlerContext) {
+        let head = context.commits.position
+        subscription = Subscription(next: max(1, from ?? head + 1))
+        context.metrics.subscriberAdded()
+        let bound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
+        let loop = ctx.eventLoop
+        context.commits.addListener(listenerID) { _ in
+            loop.execute { bound.value.0.pump(bound.value.1) }
+        }
+        pump(ctx)
+    }
+
+    /// Sends the next chunk of stored events if the subscriber is behind and its socket writable.
+    private func pump(_ ctx: ChannelHandlerContext) {
+        guard var sub = subscription, !sub.fetching, ctx.channel.isActive, ctx.channel.isWritable else { return }
+        guard sub.next <= context.commits.position else { return }
+        sub.fetching = true
+        subscription = sub
+        let ledger = context.ledger
+        let from = sub.next
+        let future = context.readPool.runIfActive(eventLoop: ctx.eventLoop) { try ledger.read(from: from, limit: 256) }
+        future.assumeIsolated().whenComplete { result in
+            guard var s = self.subscription else { return }
+            s.fetching = false
+            switch result {
+            case .success(let events):
+                for e in events { ctx.write(self.wrapOutboundOut(ctx.channel.allocator.buffer(bytes: Response.subscribed(e))), promise: nil) }
+                if let last = events.last { s.next = last.position + 1 }
+                self.subscription = s
+                ctx.flush()
+                self.pump(ctx)
+            case .failure(let error):
+                self.subscription = s
+                let e = LedgerError(.unavailable, "the subscription failed reading the log: \(error); subscribe again from position \(s.next)")
+                ctx.writeAndFlush(self.wrapOutboundOut(ctx.channel.allocator.buffer(bytes: Response.error(e))), promise: nil)
+                ctx.close(promise: nil)
+            }
+        }
+    }
+
+    func channelWritabilityChanged(context ctx: ChannelHandlerContext) {
+        if ctx.channel.isWritable {
+            stallTimer?.cancel()
+            stallTimer = nil
+            pump(ctx)
+        } else if let sub = subscription, stallTimer == nil {
+            let seconds = context.configuration.subscriberStallSeconds
+            let next = sub.next
+            stallTimer = ctx.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(seconds))) {
+                self.context.metrics.subscriberDropped()
+                self.context.logger.notice("dropping a slow subscriber", metadata: ["next": "\(next)"])
+                let e = LedgerError(.unavailable, "this subscriber read nothing for \(seconds) s and is dropped; subscribe again from position \(self.subscription?.next ?? next)")
+                ctx.writeAndFlush(self.wrapOutboundOut(ctx.channel.allocator.buffer(bytes: Response.error(e))), promise: nil)
+                ctx.close(promise: nil)
+            }
+        }
+        ctx.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
@@ -164,3 +265,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
 /// Asks a connection to stop reading and close once its outstanding responses are written.
 struct CloseWhenIdle: Sendable {}
+
+/// Identifies one connection's commit listener.
+final class ListenerID: Sendable {}

@@ -5,6 +5,7 @@ public import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import LMDBKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,8 +19,11 @@ public final class LedgerServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let state = Mutex<State>(State())
 
+    private let exposition: (@Sendable () -> [UInt8])?
+
     private struct State {
         var server: (any Channel)?
+        var metricsServer: (any Channel)?
         var connections: [ObjectIdentifier: any Channel] = [:]
         var stopped = false
     }
@@ -29,15 +33,22 @@ public final class LedgerServer: Sendable {
         public let description: String
     }
 
-    public init(ledger: Ledger, configuration: Configuration, logger: Logger) throws {
+    /// - Parameter exposition: the metrics text served at `metrics_address`'s `/metrics`, when set.
+    public init(ledger: Ledger, configuration: Configuration, logger: Logger,
+                exposition: (@Sendable () -> [UInt8])? = nil) throws {
+        self.exposition = exposition
         let access = try AccessPolicy(users: configuration.appendUsers, groups: configuration.appendGroups)
         let metrics = ServerMetrics()
-        let writer = GroupCommitWriter(ledger: ledger, logger: logger, maxGroupEvents: configuration.maxGroupEvents) { _, events, _, _ in
-            metrics.committed(events: events)
+        let commits = CommitNotifier(position: try ledger.head().position)
+        let writer = GroupCommitWriter(ledger: ledger, logger: logger, maxGroupEvents: configuration.maxGroupEvents) { head, events, requests, seconds in
+            let info = ledger.environment.info()
+            metrics.committed(events: events, requests: requests, seconds: seconds, head: head.position,
+                              map: (info.mapSize, info.usedBytes))
+            commits.publish(head.position)
         }
         let pool = NIOThreadPool(numberOfThreads: configuration.readThreads)
         context = ServerContext(ledger: ledger, writer: writer, readPool: pool, configuration: configuration,
-                                logger: logger, metrics: metrics, access: access)
+                                logger: logger, metrics: metrics, access: access, commits: commits)
         group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
     }
 
@@ -65,7 +76,14 @@ public final class LedgerServer: Sendable {
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
         chmod(path, 0o660)
         state.withLock { $0.server = server }
+        if let exposition, !context.configuration.metricsAddress.isEmpty {
+            let m = try await MetricsEndpoint.bind(address: context.configuration.metricsAddress, group: group, exposition: exposition)
+            state.withLock { $0.metricsServer = m }
+            context.logger.info("metrics served", metadata: ["address": "http://\(context.configuration.metricsAddress)/metrics"])
+        }
         let head = try context.ledger.head()
+        let info = context.ledger.environment.info()
+        context.metrics.started(head: head.position, map: (info.mapSize, info.usedBytes))
         context.logger.info("ledgerd ready", metadata: ["socket": "\(path)", "head": "\(head.position)"])
     }
 
@@ -90,6 +108,8 @@ public final class LedgerServer: Sendable {
         }
         guard !alreadyStopped else { return }
         try? await server?.close()
+        let metricsServer = state.withLock { $0.metricsServer }
+        try? await metricsServer?.close()
         await context.writer.shutdown()
         let connections = state.withLock { Array($0.connections.values) }
         for c in connections { c.pipeline.fireUserInboundEventTriggered(CloseWhenIdle()) }

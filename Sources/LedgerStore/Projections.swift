@@ -1,6 +1,9 @@
 public import LedgerCore
 import LMDBKit
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension StoredEvent {
     /// The stored envelope, parsed and validated again.
@@ -203,5 +206,34 @@ extension Ledger {
             return "the case index holds \(stored.caseEventCount) entries for \(head.position) events"
         }
         return nil
+    }
+}
+
+extension Ledger {
+    /// The map's size and the bytes of it in use.
+    public var storage: (mapSize: Int, usedBytes: Int) {
+        let info = environment.info()
+        return (info.mapSize, info.usedBytes)
+    }
+
+    /// Writes a consistent, compacted copy of the ledger into `directory` (created mode 0700; it
+    /// must not hold a ledger yet) while writers go on. The copy opens as a ledger.
+    /// - Throws: `StoreError` naming the directory.
+    public func backup(to directory: String) throws {
+        if mkdir(directory, 0o700) != 0 {
+            guard errno == EEXIST else {
+                throw StoreError("cannot create the backup directory \(directory): \(String(cString: strerror(errno)))")
+            }
+            var st = stat()
+            if stat(directory + "/data.mdb", &st) == 0 {
+                throw StoreError("\(directory) already holds a ledger; choose an empty or new directory")
+            }
+        }
+        do {
+            try environment.copy(to: directory, compact: true)
+        } catch {
+            throw StoreError("the backup into \(directory) failed", underlying: error)
+        }
+        chmod(directory + "/data.mdb", 0o600)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LedgerClient
 import LedgerCore
 import LedgerStore
@@ -97,4 +98,102 @@ struct Verify: ParsableCommand {
             print("verify: ok, \(report.checked) events, head \(report.head.position) \(report.head.hashHex)")
         }
     }
+}
+
+struct Tail: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print stored events as they are committed, until interrupted.",
+        discussion: """
+            Subscribes through the daemon and prints each stored event {"event":E,"hash":…,"position":N,\
+            "recorded_at":…} on its own line: from --from on (catching up first), or only new ones. \
+            Exits 1 if the daemon drops the subscription or goes away.
+            """)
+
+    @OptionGroup var socket: SocketOptions
+    @Option(help: ArgumentHelp("The first position to print (default: new events only).", valueName: "position"))
+    var from: UInt64?
+
+    func run() throws {
+        try reporting {
+            let client = try socket.connect()
+            try client.send(from.map { #"{"op":"subscribe","from":\#($0)}"# } ?? #"{"op":"subscribe"}"#)
+            var out = Output()
+            let prefix = Array(#"{"event":"#.utf8)
+            while true {
+                if !client.hasBufferedLine { out.flush() }
+                guard let line = try client.readLine() else {
+                    out.flush()
+                    throw Failure("the daemon closed the subscription")
+                }
+                guard line.starts(with: prefix), line.last == UInt8(ascii: "}") else {
+                    out.flush()
+                    throw Failure("the daemon ended the subscription: \(String(decoding: line, as: UTF8.self))")
+                }
+                out.line(Array(line[prefix.count..<(line.count - 1)]))
+            }
+        }
+    }
+}
+
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a consistent, compacted copy of the ledger, and verify it.",
+        discussion: """
+            Copies the data directory's LMDB environment from one snapshot (LMDB's mdb_env_copy2 with \
+            compaction) while ledgerd goes on appending, into DEST (created mode 0700; it must not hold a \
+            ledger yet), then opens the copy as a ledger and verifies its chain and projections. To \
+            restore, stop ledgerd and start it with --data-dir DEST (or move DEST into place).
+            """)
+
+    @OptionGroup var data: DataDirOptions
+    @Argument(help: ArgumentHelp("The directory to write the copy into.", valueName: "dest"))
+    var dest: String
+
+    func run() throws {
+        try reporting {
+            let ledger = try data.open()
+            let used = ledger.storage.usedBytes
+            let progress = Progress("backup")
+            let started = Progress.now()
+            // LMDB's copy reports nothing: show the copy's size growing, from another thread.
+            let done = DoneFlag()
+            let path = dest + "/data.mdb"
+            let watcher = Thread {
+                while !done.isSet {
+                    var st = stat()
+                    if stat(path, &st) == 0 { progress.update(UInt64(st.st_size), of: UInt64(used), unit: "bytes") }
+                    usleep(200_000)
+                }
+            }
+            watcher.start()
+            defer { done.set() }
+            do { try ledger.backup(to: dest) } catch { throw Failure("\(error)") }
+            done.set()
+            progress.finish()
+            var st = stat()
+            stat(path, &st)
+            let seconds = Progress.now() - started
+            var options = Ledger.Options()
+            options.readOnly = true
+            let copy: Ledger
+            do { copy = try Ledger(directory: dest, options: options) } catch { throw Failure("the copy does not open as a ledger: \(error)") }
+            let check = Progress("verify copy")
+            let report = try copy.verify { n, total in check.update(n, of: total) }
+            check.finish()
+            if let problem = report.problem {
+                print("backup: the copy in \(dest) FAILED verification at position \(problem.position): \(problem.message)")
+                throw ExitCode(1)
+            }
+            print("backup: \(dest) holds \(report.checked) events, head \(report.head.position) \(report.head.hashHex); \(st.st_size >> 10) KiB in \(String(format2: seconds)) s; verified")
+        }
+    }
+}
+
+/// A flag set once, read from another thread.
+final class DoneFlag: @unchecked Sendable {
+    // @unchecked: `value` is only touched under `lock`.
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
 }

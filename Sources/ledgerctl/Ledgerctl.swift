@@ -17,10 +17,17 @@ struct Ledgerctl: ParsableCommand {
             2 usage error.
             """,
         version: "0.1.0",
-        subcommands: [Status.self, Import.self, Export.self, Verify.self, Replay.self, Dump.self])
+        subcommands: [Status.self, Import.self, Export.self, Tail.self, Verify.self, Replay.self, Dump.self, Backup.self])
 
     /// Runs the command; usage errors exit 2 (the contract's code) instead of 64.
     static func main() {
+        // A parent may have left SIGINT/SIGTERM blocked (some test runners do): a command that runs
+        // until interrupted (tail) must still stop on them.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGINT)
+        sigaddset(&unblock, SIGTERM)
+        sigprocmask(SIG_UNBLOCK, &unblock, nil)
         do {
             var command = try parseAsRoot()
             try command.run()

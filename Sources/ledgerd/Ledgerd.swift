@@ -3,6 +3,8 @@ import Foundation
 import LedgerServer
 import LedgerStore
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -73,6 +75,15 @@ struct Ledgerd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "ledgerd")
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["ledger_commit_seconds"] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1),
+        ]
+        factory.valueHistogramBuckets["ledger_commit_events"] = [1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 20000]
+        factory.valueHistogramBuckets["ledger_commit_requests"] = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+        MetricsSystem.bootstrap(factory)
 
         let lock: DirectoryLock
         let ledger: Ledger
@@ -92,7 +103,8 @@ struct Ledgerd: AsyncParsableCommand {
             ledger = try Ledger(directory: settings.dataDir, options: options)
             let cleared = try ledger.clearStaleReaders()
             if cleared > 0 { logger.notice("cleared stale LMDB readers", metadata: ["count": "\(cleared)"]) }
-            server = try LedgerServer(ledger: ledger, configuration: settings, logger: logger)
+            server = try LedgerServer(ledger: ledger, configuration: settings, logger: logger,
+                                      exposition: { registry.emitToBuffer() })
             try await server.start()
         } catch {
             logger.critical("ledgerd cannot start: \(error)")

@@ -5,6 +5,7 @@ import LedgerServer
 import LedgerStore
 import LedgerTestSupport
 import Logging
+import Synchronization
 import Testing
 
 @Suite("The socket server", .serialized)
@@ -243,6 +244,74 @@ struct ServerTests {
             client.shutdownWrite()
             #expect(try client.readLine() == nil)
             #expect(try server.ledger.head().position == 0)
+        }
+    }
+
+    @Test func subscribeCatchesUpThenFollowsLive() async throws {
+        try await withTestServer { server in
+            let writer = try LedgerClient(path: server.socketPath)
+            let first = (0..<30).map { TestEvents.json(id: "sub-\($0)", caseID: "C-sub-\($0)") }
+            #expect(try writer.request(append(first))["ok"] == .bool(true))
+            let subscriber = try LedgerClient(path: server.socketPath)
+            try subscriber.send(#"{"op":"subscribe","from":11}"#)
+            let newOnly = try LedgerClient(path: server.socketPath)
+            try newOnly.send(#"{"op":"subscribe"}"#)
+            var seen: [Int64] = []
+            for _ in 0..<20 {
+                guard case .object(let o) = try JSONParser.parse(try #require(try subscriber.readLine())),
+                      case .object(let r)? = o["event"], case .int(let p)? = r["position"] else { Issue.record("not an event"); return }
+                seen.append(p)
+            }
+            #expect(seen == Array(11...30))
+            // Live: events committed after the subscription arrive too, in order.
+            for k in 0..<5 {
+                #expect(try writer.request(append([TestEvents.json(id: "live-\(k)", caseID: "C-live-\(k)")]))["ok"] == .bool(true))
+            }
+            var live: [Int64] = []
+            var liveNew: [Int64] = []
+            for _ in 0..<5 {
+                guard case .object(let o) = try JSONParser.parse(try #require(try subscriber.readLine())),
+                      case .object(let r)? = o["event"], case .int(let p)? = r["position"] else { Issue.record("not an event"); return }
+                live.append(p)
+                guard case .object(let o2) = try JSONParser.parse(try #require(try newOnly.readLine())),
+                      case .object(let r2)? = o2["event"], case .int(let p2)? = r2["position"] else { Issue.record("not an event"); return }
+                liveNew.append(p2)
+            }
+            #expect(live == Array(31...35))
+            #expect(liveNew == Array(31...35))
+            #expect(try writer.request(#"{"op":"status"}"#)["subscribers"] == .int(2))
+        }
+    }
+
+    @Test func manyClientsShareCommits() async throws {
+        try await withTestServer { server in
+            let path = server.socketPath
+            // Real threads: the blocking clients must not wait for the two threads of Swift's pool.
+            let group = DispatchGroup()
+            let failures = Mutex<[String]>([])
+            for c in 0..<64 {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    do {
+                        let client = try LedgerClient(path: path)
+                        for k in 0..<10 {
+                            let r = try client.request(#"{"op":"append","events":["# + TestEvents.json(id: "m\(c)-\(k)", caseID: "C-m\(c)-\(k)") + "]}")
+                            if r["ok"] != .bool(true) { failures.withLock { $0.append("\(r)") } }
+                        }
+                    } catch {
+                        failures.withLock { $0.append("\(error)") }
+                    }
+                }.start()
+            }
+            group.wait()
+            #expect(failures.withLock { $0 }.isEmpty)
+            let status = try LedgerClient(path: path).request(#"{"op":"status"}"#)
+            #expect(status["events_appended"] == .int(640))
+            guard case .int(let commits)? = status["commits"] else { Issue.record("no commits"); return }
+            // 64 clients with one event in flight each: commits are shared (a loose bound, not a timing).
+            #expect(commits < 640 / 2, "\(commits) commits for 640 single-event requests")
+            #expect(try server.ledger.verify().ok)
         }
     }
 
