@@ -103,4 +103,43 @@ struct AnalystTests {
         #expect(try run(ctl, ["dump", "--data-dir", data, "--out", again, "--min-cell", "10"]).status == 0)
         #expect(FileManager.default.contents(atPath: again + "/report.json") == reportData)
     }
+
+    @Test("a generated pilot history: the report equals an independent computation")
+    func generatedHistoryMatchesIndependentReport() throws {
+        let dir = TemporaryDirectory()
+        let root = Executables.packageRoot
+        let file = dir.file("pilot.ndjson")
+        let gen = try run("/usr/bin/python3", [root + "/scripts/generate-pilot-data", "--seed", "3", "--cases", "1500", "--out", file])
+        #expect(gen.status == 0, "\(gen.stderr)")
+        let data = dir.file("data"), sock = dir.file("s.sock")
+        let d = try DaemonProcess(dataDir: data, socketPath: sock)
+        defer { d.stop() }
+        let imp = try run(Executables.path("ledgerctl"), ["import", file, "--socket", sock])
+        #expect(imp.status == 0, "\(imp.stdout)")
+        #expect(imp.stdout.contains(" 0 rejected"))
+        for cut in [nil, "2023-10-17"] as [String?] {
+            let out = dir.file("dump-\(cut ?? "all")")
+            #expect(try run(Executables.path("ledgerctl"), ["dump", "--data-dir", data, "--out", out] + (cut.map { ["--as-of", $0] } ?? [])).status == 0)
+            let independent = try run("/usr/bin/python3", [root + "/scripts/compute-report", file] + (cut.map { ["--as-of", $0] } ?? []))
+            #expect(independent.status == 0, "\(independent.stderr)")
+            guard case .object(var ours) = try JSONParser.parse([UInt8](try #require(FileManager.default.contents(atPath: out + "/report.json")))),
+                  case .object(let theirs) = try JSONParser.parse(independent.stdout) else { Issue.record("unparsable reports"); return }
+            ours.members.removeAll { $0.key == "position" || $0.key == "head_hash" }
+            #expect(ours.members.count == theirs.members.count)
+            for (key, value) in ours.members {
+                #expect(value.sortedMembers == theirs[key]?.sortedMembers, "\(key) differs at cut \(cut ?? "none")")
+            }
+        }
+    }
+}
+
+extension JSONValue {
+    /// Objects with members sorted by key, so documents compare regardless of member order.
+    var sortedMembers: JSONValue {
+        switch self {
+        case .object(let o): .object(JSONObject(o.members.map { ($0.key, $0.value.sortedMembers) }.sorted { $0.0 < $1.0 }))
+        case .array(let a): .array(a.map(\.sortedMembers))
+        default: self
+        }
+    }
 }
