@@ -73,6 +73,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
+        // libFuzzer target for the request decoder and the case machine (scripts/fuzz builds it with
+        // -sanitize=fuzzer; a normal build compiles it too, it just has no main of its own to run).
+        .executableTarget(
+            name: "FuzzLedger", dependencies: ["LedgerCore"],
+            swiftSettings: strictSettings + [.unsafeFlags(["-parse-as-library"])]),
         // Test support: temporary ledgers and an in-process socket client.
         .target(
             name: "LedgerTestSupport",

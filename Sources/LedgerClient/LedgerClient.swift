@@ -58,7 +58,8 @@ public final class LedgerClient {
     public func writeAll(_ bytes: [UInt8]) throws(ClientError) {
         var off = 0
         while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            // MSG_NOSIGNAL: a daemon that went away is an error here, not a SIGPIPE that kills us.
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw ClientError(description: "writing to \(path) failed: \(String(cString: strerror(errno)))")

@@ -155,20 +155,26 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
         }
         if wrote { ctx.flush() }
-        if readHeld && pending.count < maxPending {
-            readHeld = false
-            ctx.read()
-        }
+        resumeReadingIfHeld(ctx)
         if closingWhenIdle && pending.isEmpty { ctx.close(promise: nil) }
     }
 
+    /// Reads only while fewer than `maxPending` answers are outstanding and the socket takes our
+    /// writes: a client that sends without reading its answers is simply not read from any more.
     func read(context ctx: ChannelHandlerContext) {
         if closingWhenIdle { return }
-        if pending.count >= maxPending {
+        if pending.count >= maxPending || !ctx.channel.isWritable {
             readHeld = true
             return
         }
         ctx.read()
+    }
+
+    private func resumeReadingIfHeld(_ ctx: ChannelHandlerContext) {
+        if readHeld && pending.count < maxPending && ctx.channel.isWritable {
+            readHeld = false
+            ctx.read()
+        }
     }
 
     func channelActive(context ctx: ChannelHandlerContext) {
@@ -189,7 +195,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     // MARK: Subscribe
 
     private func startSubscription(from: UInt64?, _ ctx: ChannelHandlerContext) {
-        let head = context.commits.position
+        // "New events only" starts after the committed head as the store has it.
+        let head = (try? context.ledger.head().position) ?? context.commits.position
         subscription = Subscription(next: max(1, from ?? head + 1))
         context.metrics.subscriberAdded()
         let bound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
@@ -232,6 +239,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if ctx.channel.isWritable {
             stallTimer?.cancel()
             stallTimer = nil
+            resumeReadingIfHeld(ctx)
             pump(ctx)
         } else if let sub = subscription, stallTimer == nil {
             let seconds = context.configuration.subscriberStallSeconds

@@ -33,7 +33,8 @@ public final class GroupCommitWriter: @unchecked Sendable {
 
     /// - Parameters:
     ///   - maxGroupEvents: the most events one commit takes (a bigger single request still goes alone).
-    ///   - onCommit: called on the writer's thread after each commit that appended something.
+    ///   - onCommit: called on the writer's thread after each commit that appended something, before
+    ///     its requests are answered.
     public init(ledger: Ledger, logger: Logger, maxGroupEvents: Int = 20_000,
                 onCommit: @escaping @Sendable (Head, Int, Int, Double) -> Void = { _, _, _, _ in }) {
         self.ledger = ledger
@@ -111,10 +112,11 @@ public final class GroupCommitWriter: @unchecked Sendable {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             var appended = 0
             for r in results { if case .success(let list) = r { appended += list.count } }
-            for (p, r) in zip(group, results) { p.completion(r) }
+            // Publish before answering: whoever sees an acknowledgement also sees the new head.
             if appended > 0, let head = try? ledger.head() {
                 onCommit(head, appended, group.count, seconds)
             }
+            for (p, r) in zip(group, results) { p.completion(r) }
         }
     }
 }

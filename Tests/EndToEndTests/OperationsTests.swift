@@ -2,6 +2,7 @@ import Foundation
 import LedgerClient
 import LedgerCore
 import LedgerTestSupport
+import Synchronization
 import Testing
 
 @Suite("Operations, end to end", .serialized)
@@ -138,5 +139,35 @@ struct OperationsTests {
         #expect(r.stdout.contains("ledger_commit_seconds_bucket"))
         #expect(r.stdout.contains(#"ledger_rejected_requests_total{code="unknown_op"} 1"#))
         #expect(r.stdout.contains("ledger_head_position 1"))
+    }
+
+    @Test func sixtyFourClientsShareCommits() throws {
+        let dir = TemporaryDirectory()
+        let sock = dir.file("s.sock")
+        let d = try DaemonProcess(dataDir: dir.file("data"), socketPath: sock)
+        defer { d.stop() }
+        let group = DispatchGroup()
+        let failed = Mutex<[String]>([])
+        for c in 0..<64 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                do {
+                    let client = try LedgerClient(path: sock)
+                    for k in 0..<10 {
+                        let r = try client.request(#"{"op":"append","events":["# + TestEvents.json(id: "q\(c)-\(k)", caseID: "C-q\(c)-\(k)") + "]}")
+                        if r["ok"] != .bool(true) { failed.withLock { $0.append("\(r)") } }
+                    }
+                } catch {
+                    failed.withLock { $0.append("\(error)") }
+                }
+            }.start()
+        }
+        group.wait()
+        #expect(failed.withLock { $0 }.isEmpty)
+        let status = try LedgerClient(path: sock).request(#"{"op":"status"}"#)
+        #expect(status["head"] == .int(640))
+        guard case .int(let commits)? = status["commits"] else { Issue.record("no commits"); return }
+        #expect(commits < 320, "\(commits) commits for 640 single-event requests from 64 clients")
     }
 }

@@ -1,5 +1,3 @@
-public import LedgerCore
-
 /// A request of the socket protocol (CONTRACT §2), decoded and validated.
 public enum Request: Sendable {
     case append([Event])
