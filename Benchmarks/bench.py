@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 EVENTS_PER_CASE = 3.07  # what scripts/generate-pilot-data gives on average
@@ -280,12 +281,31 @@ class Bench:
         d = self.fresh(f"run{r}-ledgerd")
         log(f"run {r}: ingest into ledgerd ({self.n_events:,} events, 4 x {self.a.batch} x {self.a.inflight} in flight)")
         dm = self.start_ledgerd(d)
+        samples, done = [], threading.Event()
+
+        def sample():  # VmHWM over time, to see whether the peak grows with the log
+            while not done.wait(0.05):
+                try:
+                    samples.append((time.perf_counter(), dm.vm("VmHWM")))
+                except (OSError, BenchError):
+                    return
+
+        sampler = threading.Thread(target=sample, daemon=True)
         try:
+            t_start = time.perf_counter()
+            sampler.start()
             res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight)
+            t_end = time.perf_counter()
+            done.set()
+            sampler.join()
             hwm = dm.vm("VmHWM")
             st = self.ledger_head(dm.sock)
         finally:
+            done.set()
             rc = dm.stop()
+        half = t_start + (t_end - t_start) / 2
+        early = [v for t, v in samples if t <= half]
+        hwm_half = early[-1] if early else None
         if rc != 0:
             self.notes.append(f"run {r}: ledgerd exited with {rc} on SIGTERM after the ingest")
         if st.get("head") != self.n_events or res["duplicates"]:
@@ -294,9 +314,12 @@ class Bench:
         self.put("ingest_ledgerd", res["events_per_s"])
         self.put("ingest_ledgerd_p50_ms", res["p50_us"] / 1000)
         self.put("hwm_ledgerd_mib", hwm / 2**20)
+        if hwm_half is not None:
+            self.put("hwm_ledgerd_half_mib", hwm_half / 2**20)
         data_bytes = file_size(os.path.join(d, "data", "data.mdb"))
         self.put("bytes_ledgerd", data_bytes / self.n_events)
-        self.raw.append((r, "ingest ledgerd", {**res, "vm_hwm_bytes": hwm, "data_mdb_bytes": data_bytes,
+        self.raw.append((r, "ingest ledgerd", {**res, "vm_hwm_bytes": hwm, "vm_hwm_half_bytes": hwm_half,
+                                                "data_mdb_bytes": data_bytes,
                                                 "commits": st.get("commits")}))
         return d
 
@@ -494,7 +517,7 @@ class Bench:
 
         commit = git("rev-parse", "--short=12", "HEAD")
         dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
-        bin_repo = os.path.dirname(os.path.dirname(os.path.dirname(self.bin)))  # <repo>/.build/release
+        bin_repo = os.path.dirname(os.path.dirname(self.bin))  # <repo>/.build/release
         bin_commit = git("rev-parse", "--short=12", "HEAD", where=bin_repo) if os.path.isdir(bin_repo) else ""
         bin_dirty = " (with uncommitted changes)" if bin_commit and git("status", "--porcelain", "--untracked-files=no",
                                                                           where=bin_repo) else ""
@@ -578,7 +601,8 @@ def rows(b):
          "≥ 1,000,000 ev/s", met(ge(g("replay_ledgerd"), 1_000_000))),
         (f"6. restart to ready on {b.n_events:,} events", fmt_s(g("restart_s")), "—", "", "< 1 s",
          met(None if g("restart_s") is None else g("restart_s") < 1.0)),
-        ("6. peak memory (VmHWM) at the end of the ingest", fmt_mib(g("hwm_ledgerd_mib")),
+        ("6. peak memory (VmHWM) at the end of the ingest", fmt_mib(g("hwm_ledgerd_mib")) +
+         f" (half-way: {fmt_mib(g('hwm_ledgerd_half_mib'))})",
          "C reference " + fmt_mib(g("hwm_ref_mib")), fmt_ratio(g("ratio_hwm")), "≤ 256 MiB",
          met(le(g("hwm_ledgerd_mib"), 256.0))),
         ("6. bytes on disk per event (data.mdb)", fmt_b(g("bytes_ledgerd")),
@@ -616,7 +640,8 @@ def runs_table(b):
         ("scan_ledgerd", "LMDB scan of ledgerd's log (ev/s)", "{:,.0f}"),
         ("scan_ref", "LMDB scan of the reference's log (ev/s)", "{:,.0f}"),
         ("restart_s", "restart to ready (s)", "{:,.3f}"), ("report_s", "ledgerctl dump (s)", "{:,.2f}"),
-        ("hwm_ledgerd_mib", "VmHWM ledgerd (MiB)", "{:,.1f}"), ("hwm_ref_mib", "VmHWM reference (MiB)", "{:,.1f}"),
+        ("hwm_ledgerd_half_mib", "VmHWM ledgerd half-way through the ingest (MiB)", "{:,.1f}"),
+        ("hwm_ledgerd_mib", "VmHWM ledgerd at the end of the ingest (MiB)", "{:,.1f}"), ("hwm_ref_mib", "VmHWM reference (MiB)", "{:,.1f}"),
         ("hwm_redis_mib", "VmHWM Redis (MiB)", "{:,.1f}"),
         ("bytes_ledgerd", "data.mdb bytes/event ledgerd", "{:,.0f}"), ("bytes_ref", "data.mdb bytes/event reference", "{:,.0f}"),
     ]
@@ -664,7 +689,8 @@ and a figure that misses its target says "no".
   then sends `{{"op":"append","events":[…]}}` requests of {a.batch:,} events with up to {a.inflight} per
   connection in flight over the Unix socket (one thread, epoll) and checks every response for
   `"ok":true` and one result per event. Events/s is all events divided by the time from the first
-  byte sent to the last response read. Every run starts the server on an empty directory.
+  byte sent to the last response read. Every run starts the server on an empty directory. The
+  client is not the bottleneck: the same client drives the C reference at the rate in its column.
   The same client, file and settings drive the **C reference** (`Benchmarks/reference/appender.c`:
   one thread, epoll, splits the events array without parsing the events, `MDB_APPEND`s each
   event's bytes under a big-endian u64 position in one write transaction per request with LMDB's
@@ -672,8 +698,8 @@ and a figure that misses its target says "no".
   `appendonly yes`, `appendfsync always`, no RDB; each request is {a.batch:,} pipelined `XADD events * e
   <event>`). **SQLite** is embedded, so `Benchmarks/peers/sqlite_ingest.c` measures it in process
   with no socket: WAL, `synchronous=FULL`, `events(position INTEGER PRIMARY KEY, body TEXT)`, one
-  transaction per {a.batch:,} events, one writer. The four are run one after the other in each run
-  (ledgerd, reference, Redis, SQLite), and the runs alternate them.
+  transaction per {a.batch:,} events, one writer. Within a run the four go one after the other
+  (ledgerd, reference, Redis, SQLite), so across runs ledgerd and its peers alternate.
 - **One event per request (3).** One connection, one event per request, one request in flight, the
   first {a.latency_events:,} events of the history, each on an empty ledger: the round trip of every
   request (write to response) gives p50 and p99 (nearest rank); ledgerd then the reference.
@@ -688,7 +714,9 @@ and a figure that misses its target says "no".
   warm for both.
 - **Restart, memory, size, report (6).** Restart: from starting `ledgerd` on the ingested ledger
   to its socket accepting a connection (polled every 1 ms), process start included. Peak memory:
-  `VmHWM` of `/proc/<pid>/status` of ledgerd read as the ingest's last response arrives. Bytes per
+  `VmHWM` of `/proc/<pid>/status` of ledgerd read as the ingest's last response arrives (and,
+  sampled every 50 ms, as it stood half-way through the ingest's time: a peak that grows with the
+  log shows as a difference). Bytes per
   event: the size of `data.mdb` after the ingest divided by the events (ledgerd keeps hash, indexes
   and projections besides the events). Report: the wall time of `ledgerctl dump --data-dir D --out
   O` on the ingested ledger, daemon stopped.
@@ -767,7 +795,12 @@ def main():
         with open(a.out + ".tmp", "w") as f:
             f.write(doc)
         os.replace(a.out + ".tmp", a.out)
-        print(f"\nwritten to {a.out}")
+        raw_path = os.path.join(a.tools_dir, "bench-results.json")
+        with open(raw_path, "w") as f:
+            json.dump({"command": command, "started": started.isoformat(), "machine": mach, "events": b.n_events,
+                       "results": b.results, "runs": [{"run": r, "what": w, **d} for r, w, d in b.raw],
+                       "notes": b.notes}, f, indent=1)
+        print(f"\nwritten to {a.out} (every measurement: {raw_path})")
         return 0
     except BenchError as e:
         print(f"bench: {e}", file=sys.stderr)

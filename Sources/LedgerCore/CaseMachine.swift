@@ -78,6 +78,7 @@ public enum CaseMachine {
                 s.referrals[index].stages |= stage.bit
                 for (dim, key) in dims(s) { delta.add(CounterKey(dim, key, slot, .persons), Int64(r.persons)) }
                 delta.add(CounterKey(.pathway, r.pathwayName, slot, .persons), Int64(r.persons))
+                delta.add(CounterKey(.officePathway, s.officeCountry + "|" + r.pathwayName, slot, .persons), Int64(r.persons))
             }
             if !s.hasReached(stage) {
                 s.stages |= stage.bit
@@ -88,6 +89,7 @@ public enum CaseMachine {
             if s.pathwayStages & pbit == 0 {
                 s.pathwayStages |= pbit
                 delta.add(CounterKey(.pathway, r.pathwayName, slot, .cases), 1)
+                delta.add(CounterKey(.officePathway, s.officeCountry + "|" + r.pathwayName, slot, .cases), 1)
             }
         }
 

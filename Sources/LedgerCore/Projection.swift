@@ -15,11 +15,13 @@ public enum Measure: UInt8, Sendable, CaseIterable {
 /// One counter of the report's projections.
 ///
 /// `all`, `officeCountry`, `nationality`: slot is a `Stage`, metric cases or persons.
-/// `pathway`: key the pathway, slot a referral `Stage`. `weekly`: key the ISO week, slot an
+/// `pathway`: key the pathway, slot a referral `Stage`; `officePathway` the same per office country. `weekly`: key the ISO week, slot an
 /// `EventType` index, metric count. `outside`: slot an `EventType` index. `states`: slot a `CaseStatus`.
 public struct CounterKey: Hashable, Sendable, Comparable {
     public enum Dimension: UInt8, Sendable {
         case all, officeCountry, nationality, pathway, weekly, outside, states
+        /// key `OFFICE|PATHWAY`, slot a referral `Stage`: the pathway split by office country.
+        case officePathway
     }
 
     public enum Metric: UInt8, Sendable {

@@ -59,6 +59,27 @@ public enum PilotReport {
         ])
     }
 
+    /// The pathway split by office country, `{OFFICE:{PATHWAY:{PSTAGE:{"cases":n,"persons":n}}}}`: an
+    /// analysts' extra beside the report (`pathway_by_office.csv`), not part of CONTRACT §4's shape.
+    public static func pathwaysByOffice(counters: [CounterKey: Int64]) -> JSONObject {
+        var tree: [String: [String: Void]] = [:]
+        for k in counters.keys where k.dimension == .officePathway {
+            let parts = k.key.split(separator: "|", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            tree[parts[0], default: [:]][parts[1]] = ()
+        }
+        return JSONObject(tree.keys.sorted().map { office in
+            (office, .object(JSONObject(tree[office]!.keys.sorted().map { pathway in
+                (pathway, .object(JSONObject(Stage.referralStages.map { stage in
+                    (stage.name, .object(JSONObject([
+                        ("cases", .int(counters[CounterKey(.officePathway, office + "|" + pathway, UInt8(stage.rawValue), .cases)] ?? 0)),
+                        ("persons", .int(counters[CounterKey(.officePathway, office + "|" + pathway, UInt8(stage.rawValue), .persons)] ?? 0)),
+                    ])))
+                })))
+            })))
+        })
+    }
+
     /// The splits whose small cells `suppress` hides.
     public static let splitKeys = ["by_office_country", "by_nationality", "by_pathway"]
 
@@ -70,6 +91,12 @@ public enum PilotReport {
             out.members[i].value = suppressCounts(m.value, minCell: Int64(minCell))
         }
         return out
+    }
+
+    /// Suppresses every count from 1 to `minCell`−1 anywhere in `split` (a split in its own right).
+    public static func suppressAll(_ split: JSONObject, minCell: Int) -> JSONObject {
+        guard minCell > 1, case .object(let o) = suppressCounts(.object(split), minCell: Int64(minCell)) else { return split }
+        return o
     }
 
     static func suppressCounts(_ v: JSONValue, minCell: Int64) -> JSONValue {

@@ -2,8 +2,9 @@
 /// line ends, a header row) and the report itself as canonical JSON.
 public enum ReportFiles {
     /// `report.json`, `funnel.csv`, `weekly.csv`, `outside_window.csv`, `durations.csv`, `states.csv`
-    /// and their bytes, in that order. Suppressed (null) cells are empty in CSV.
-    public static func render(_ report: JSONObject) -> [(name: String, bytes: [UInt8])] {
+    /// and, given `pathwaysByOffice`, `pathway_by_office.csv`, with their bytes, in that order.
+    /// Suppressed (null) cells are empty in CSV.
+    public static func render(_ report: JSONObject, pathwaysByOffice: JSONObject? = nil) -> [(name: String, bytes: [UInt8])] {
         var json = CanonicalJSON.encode(.object(report))
         json.append(0x0A)
         return [
@@ -13,7 +14,22 @@ public enum ReportFiles {
             ("outside_window.csv", typeCounts(report["outside_window"], header: "type,count")),
             ("durations.csv", durations(report)),
             ("states.csv", states(report)),
-        ]
+        ] + (pathwaysByOffice.map { [("pathway_by_office.csv", officePathway($0))] } ?? [])
+    }
+
+    static func officePathway(_ split: JSONObject) -> [UInt8] {
+        var out = "office_country,pathway,stage,cases,persons\n"
+        for (office, v) in split.members {
+            guard case .object(let pathways) = v else { continue }
+            for (pathway, w) in pathways.members {
+                guard case .object(let stages) = w else { continue }
+                for (stage, x) in stages.members {
+                    guard case .object(let c) = x else { continue }
+                    out += "\(office),\(pathway),\(stage),\(cell(c["cases"])),\(cell(c["persons"]))\n"
+                }
+            }
+        }
+        return Array(out.utf8)
     }
 
     static func cell(_ v: JSONValue?) -> String {

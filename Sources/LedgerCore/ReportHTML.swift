@@ -1,7 +1,7 @@
 /// The report as one self-contained HTML page: inline CSS and SVG, no script, no external URL.
 /// Readable on a laptop and a phone; suppressed cells are shown as such.
 public enum ReportHTML {
-    public static func render(_ r: JSONObject, minCell: Int) -> String {
+    public static func render(_ r: JSONObject, pathwaysByOffice: JSONObject? = nil, minCell: Int) -> String {
         var h = """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8">
@@ -51,6 +51,9 @@ public enum ReportHTML {
         h += "<h2>Weekly events in the pilot window</h2>\n" + weeklyChart(r)
 
         h += "<h2>Referrals by pathway</h2>\n" + split(object(r["by_pathway"]), stages: Stage.referralStages.map(\.name), label: "Pathway")
+        if let byOffice = pathwaysByOffice, !byOffice.members.isEmpty {
+            h += "<h2>Persons referred, by pathway and office country</h2>\n" + crossTable(byOffice)
+        }
         let caseStages = ["requested", "eligible", "interviewed", "referred", "approved", "arrived"]
         h += "<h2>By office country</h2>\n" + split(object(r["by_office_country"]), stages: caseStages, label: "Office")
         h += "<h2>By nationality</h2>\n" + split(object(r["by_nationality"]), stages: caseStages, label: "Nationality")
@@ -77,6 +80,26 @@ public enum ReportHTML {
             for s in stages {
                 let c = object(object(v)?[s])
                 h += td(c?["cases"]) + td(c?["persons"])
+            }
+            h += "</tr>\n"
+        }
+        return h + "</table></div>\n"
+    }
+
+    /// Rows: pathways; columns: office countries; cells: persons referred (and arrived).
+    static func crossTable(_ byOffice: JSONObject) -> String {
+        let offices = byOffice.keys
+        var pathways: [String] = []
+        for (_, v) in byOffice.members { for p in object(v)?.keys ?? [] where !pathways.contains(p) { pathways.append(p) } }
+        pathways.sort()
+        var h = "<div class=\"wrap\"><table><tr><th>Pathway</th>"
+        for o in offices { h += "<th>\(esc(o)) referred</th><th>\(esc(o)) arrived</th>" }
+        h += "</tr>\n"
+        for p in pathways {
+            h += "<tr><td>\(esc(p))</td>"
+            for o in offices {
+                let stages = object(object(byOffice[o])?[p])
+                h += td(object(stages?["referred"])?["persons"] ?? .int(0)) + td(object(stages?["arrived"])?["persons"] ?? .int(0))
             }
             h += "</tr>\n"
         }

@@ -11,15 +11,17 @@ public enum Dump {
     /// - Returns: the names written, manifest last.
     /// - Throws: `StoreError` naming the file that could not be written.
     @discardableResult
-    public static func write(_ report: JSONObject, to directory: String, minCell: Int, html: Bool,
-                             generator: String) throws -> [String] {
+    public static func write(_ report: JSONObject, pathwaysByOffice: JSONObject? = nil, to directory: String, minCell: Int,
+                             html: Bool, generator: String) throws -> [String] {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw StoreError("cannot create the output directory \(directory): \(error.localizedDescription)")
         }
-        var files = ReportFiles.render(report)
-        if html { files.append(("report.html", Array(ReportHTML.render(report, minCell: minCell).utf8))) }
+        var files = ReportFiles.render(report, pathwaysByOffice: pathwaysByOffice)
+        if html {
+            files.append(("report.html", Array(ReportHTML.render(report, pathwaysByOffice: pathwaysByOffice, minCell: minCell).utf8)))
+        }
         var hashes: [(key: String, value: JSONValue)] = []
         for f in files {
             try save(f.bytes, directory + "/" + f.name)

@@ -57,6 +57,9 @@ public final class Ledger: Sendable {
 
     /// The on-disk format this code writes and reads.
     public static let formatVersion: UInt64 = 1
+    /// How the projections are computed; a ledger whose projections were made by another version
+    /// is rebuilt at open (by a writer).
+    public static let projectionVersion: UInt64 = 2
 
     public struct Options: Sendable {
         /// The map size to start with; it doubles when full up to `maxMapSize`.
@@ -137,18 +140,20 @@ public final class Ledger: Sendable {
     static let headKey = Array("head".utf8)
     static let windowKey = Array("window".utf8)
     static let projectedKey = Array("projected".utf8)
+    static let projectionVersionKey = Array("projection_version".utf8)
 
     /// Reads the format, head and window; writes them for a new ledger; checks the head against
     /// the log. Returns whether the projections must be rebuilt.
     private static func checkFormatAndHead(_ env: Environment, meta: Database, events: Database,
                                            options: Options) throws -> (Head, ReportWindow, Bool) {
-        let stored: (format: UInt64?, head: Head?, last: UInt64?, window: ReportWindow?, projected: UInt64?) = try env.read { txn in
+        let stored: (format: UInt64?, head: Head?, last: UInt64?, window: ReportWindow?, projected: UInt64?, version: UInt64?) = try env.read { txn in
             let format = try txn.get(meta, key: formatKey).map(decodeUInt64)
             let head = try txn.get(meta, key: headKey).flatMap(decodeHead)
             let last = try txn.withLast(events) { key, _ in decodeUInt64(Array(key)) }
             let window = try txn.get(meta, key: windowKey).flatMap(decodeWindow)
             let projected = try txn.get(meta, key: projectedKey).map(decodeUInt64)
-            return (format, head, last, window, projected)
+            let version = try txn.get(meta, key: projectionVersionKey).map(decodeUInt64)
+            return (format, head, last, window, projected, version)
         }
         guard let format = stored.format else {
             if options.readOnly { return (.empty, .pilot, false) }
@@ -158,6 +163,7 @@ public final class Ledger: Sendable {
                 try txn.put(meta, key: headKey, value: encodeHead(.empty))
                 try txn.put(meta, key: windowKey, value: encodeWindow(window))
                 try txn.put(meta, key: projectedKey, value: encodeUInt64(0))
+                try txn.put(meta, key: projectionVersionKey, value: encodeUInt64(projectionVersion))
             }
             return (.empty, window, false)
         }
@@ -172,7 +178,7 @@ public final class Ledger: Sendable {
         let storedWindow = stored.window ?? .pilot
         if options.readOnly { return (head, storedWindow, false) }
         let window = options.window ?? storedWindow
-        let stale = stored.projected != head.position || stored.window != window
+        let stale = stored.projected != head.position || stored.window != window || stored.version != projectionVersion
         return (head, window, stale)
     }
 

@@ -94,6 +94,22 @@ extension Ledger {
         }
     }
 
+    /// The report and, beside it, the pathway split by office country (`PilotReport.pathwaysByOffice`),
+    /// from the same snapshot or replay.
+    public func reportWithExtras(asOf: Timestamp? = nil) throws -> (report: JSONObject, pathwaysByOffice: JSONObject) {
+        if let asOf {
+            let r = try replayReport(asOf: asOf)
+            return (r.report, PilotReport.pathwaysByOffice(counters: r.replay.counters))
+        }
+        return try environment.read { txn in
+            let head = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+            let counters = try storedCounters(txn)
+            let report = try PilotReport.render(counters: counters, durations: StoredSamples(txn: txn, db: durations),
+                                                position: head.position, headHash: head.hashHex, asOf: nil, window: window)
+            return (report, PilotReport.pathwaysByOffice(counters: counters))
+        }
+    }
+
     /// Replays the log up to the current head into memory and renders the report.
     /// - Parameter progress: events replayed so far and the head, now and then.
     public func replayReport(asOf: Timestamp?, progress: (UInt64, UInt64) -> Void = { _, _ in })
@@ -147,6 +163,7 @@ extension Ledger {
                     }
                     try txn.put(meta, key: Ledger.windowKey, value: Ledger.encodeWindow(window))
                     try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head.position))
+                    try txn.put(meta, key: Ledger.projectionVersionKey, value: Ledger.encodeUInt64(Ledger.projectionVersion))
                 }
             }
             if case .failure(let e) = outcome { throw e }

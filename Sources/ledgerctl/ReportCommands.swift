@@ -55,7 +55,8 @@ struct Dump: ParsableCommand {
         discussion: """
             Writes OUT/report.json, OUT/funnel.csv (dimension,key,stage,cases,persons), OUT/weekly.csv \
             (week,type,count), OUT/outside_window.csv, OUT/durations.csv \
-            (measure,count,p50_seconds,p90_seconds), OUT/states.csv, with --html OUT/report.html, and \
+            (measure,count,p50_seconds,p90_seconds), OUT/states.csv, OUT/pathway_by_office.csv \
+            (office_country,pathway,stage,cases,persons), with --html OUT/report.html, and \
             OUT/manifest.json with the log position and head hash the report was computed from and the \
             SHA-256 of every file. Without --as-of the report comes from the stored projections; with it, \
             from a replay of the log keeping the events whose `at` is at or before the cut. Reads the data \
@@ -89,16 +90,20 @@ struct Dump: ParsableCommand {
         try reporting {
             let ledger = try data.open()
             let cut = asOf.flatMap(Dump.parseCut)
-            let report: JSONObject
+            let result: (report: JSONObject, pathwaysByOffice: JSONObject)
             if let cut {
                 let progress = Progress("replay to \(cut)")
-                report = try ledger.replayReport(asOf: cut) { done, total in progress.update(done, of: total) }.report
+                let r = try ledger.replayReport(asOf: cut) { done, total in progress.update(done, of: total) }
                 progress.finish()
+                result = (r.report, PilotReport.pathwaysByOffice(counters: r.replay.counters))
             } else {
-                report = try ledger.report()
+                result = try ledger.reportWithExtras()
             }
-            let files = try LedgerStore.Dump.write(PilotReport.suppress(report, minCell: minCell), to: out, minCell: minCell,
-                                                   html: html, generator: "ledgerctl \(Ledgerctl.configuration.version)")
+            let report = result.report
+            let files = try LedgerStore.Dump.write(PilotReport.suppress(report, minCell: minCell),
+                                                   pathwaysByOffice: PilotReport.suppressAll(result.pathwaysByOffice, minCell: minCell),
+                                                   to: out, minCell: minCell, html: html,
+                                                   generator: "ledgerctl \(Ledgerctl.configuration.version)")
             let position: Int64 = report["position"].flatMap { if case .int(let n) = $0 { n } else { nil } } ?? 0
             print("dump: \(files.count) files in \(out) at position \(position)\(cut.map { ", as of \($0)" } ?? "")\(minCell > 1 ? ", cells under \(minCell) suppressed" : "")")
             for f in files { print("  \(out)/\(f)") }

@@ -46,7 +46,8 @@ struct AnalystTests {
         #expect(manifest["position"] == status["head"])
         #expect(manifest["head_hash"] == status["head_hash"])
         #expect(manifest["as_of"] == .null)
-        #expect(Set(files.keys) == ["report.json", "funnel.csv", "weekly.csv", "outside_window.csv", "durations.csv", "states.csv", "report.html"])
+        #expect(Set(files.keys) == ["report.json", "funnel.csv", "weekly.csv", "outside_window.csv", "durations.csv", "states.csv",
+                                    "pathway_by_office.csv", "report.html"])
         for (name, hash) in files.members {
             let bytes = try #require(FileManager.default.contents(atPath: out + "/" + name))
             #expect(hash == .string(SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()), "\(name)")
@@ -66,6 +67,12 @@ struct AnalystTests {
             }
         }
         #expect(suppressed > 0)
+        for row in try String(contentsOfFile: out + "/pathway_by_office.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
+            for c in row.split(separator: ",", omittingEmptySubsequences: false).suffix(2) where !c.isEmpty {
+                let n = try #require(Int(c))
+                #expect(n == 0 || n >= 10, "\(row)")
+            }
+        }
         let reportData = try #require(FileManager.default.contents(atPath: out + "/report.json"))
         guard case .object(let report) = try JSONParser.parse([UInt8](reportData)) else { Issue.record("no report"); return }
         func scan(_ v: JSONValue) {

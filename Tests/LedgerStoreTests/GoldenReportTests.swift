@@ -185,6 +185,27 @@ struct GoldenReportTests {
         }
     }
 
+    @Test func pathwaysByOffice() throws {
+        try withTemporaryLedger { ledger, _ in
+            _ = try ledger.append([try Golden.events()])[0].get()
+            let split = try ledger.reportWithExtras().pathwaysByOffice
+            #expect(split.keys == ["CO", "GT"])
+            func cell(_ o: String, _ p: String, _ s: String) -> [Int64]? {
+                guard case .object(let ps)? = split[o], case .object(let st)? = ps[p], case .object(let c)? = st[s],
+                      case .int(let cases)? = c["cases"], case .int(let persons)? = c["persons"] else { return nil }
+                return [cases, persons]
+            }
+            #expect(cell("GT", "USRAP", "referred") == [1, 4])
+            #expect(cell("GT", "USRAP", "arrived") == [1, 4])
+            #expect(cell("CO", "USRAP", "referred") == [1, 2])
+            #expect(cell("CO", "USRAP", "denied") == [1, 2])
+            #expect(cell("CO", "SPAIN", "approved") == [1, 1])
+            #expect(cell("CO", "SPAIN", "arrived") == [0, 0])
+            let csv = String(decoding: ReportFiles.render(try ledger.report(), pathwaysByOffice: split).last!.bytes, as: UTF8.self)
+            #expect(csv.hasPrefix("office_country,pathway,stage,cases,persons\nCO,SPAIN,referred,1,1\n"))
+        }
+    }
+
     @Test func minCellSuppression() throws {
         var replay = Replay(window: .pilot)
         for e in try Golden.events() { try replay.apply(e) }
