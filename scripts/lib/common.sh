@@ -25,3 +25,9 @@ ensure_deps() {
   apt_install liblmdb-dev lmdb-utils pkg-config python3 socat
   command -v swift >/dev/null || { echo "swift is not on PATH; install Swift 6 (https://swift.org) first" >&2; exit 1; }
 }
+
+# What the tests need beyond building: headless Chromium renders the HTML report (EndToEndTests).
+ensure_test_deps() {
+  ensure_deps
+  apt_install chromium fonts-dejavu-core
+}
