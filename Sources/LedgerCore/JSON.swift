@@ -25,6 +25,18 @@ public enum JSONValue: Sendable, Equatable {
     }
 }
 
+extension JSONValue {
+    /// The same value with every object's members sorted by key, so documents compare regardless
+    /// of member order.
+    public var sortedMembers: JSONValue {
+        switch self {
+        case .object(let o): .object(JSONObject(o.members.map { ($0.key, $0.value.sortedMembers) }.sorted { $0.0 < $1.0 }))
+        case .array(let a): .array(a.map(\.sortedMembers))
+        default: self
+        }
+    }
+}
+
 /// A JSON object's members in the order written. Keys are unique.
 public struct JSONObject: Sendable, Equatable {
     public var members: [(key: String, value: JSONValue)]

@@ -105,16 +105,22 @@ struct Ledgerd: AsyncParsableCommand {
             if cleared > 0 { logger.notice("cleared stale LMDB readers", metadata: ["count": "\(cleared)"]) }
             server = try LedgerServer(ledger: ledger, configuration: settings, logger: logger,
                                       exposition: { registry.emitToBuffer() })
-            try await server.start()
         } catch {
             logger.critical("ledgerd cannot start: \(error)")
             throw ExitCode(1)
         }
+        // The service binds the socket once the group traps SIGTERM and SIGINT, so a signal sent as
+        // soon as the socket accepts connections is already a graceful stop.
         let group = ServiceGroup(
             services: [DaemonService(server: server)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as DaemonService.StartFailure {
+            logger.critical("ledgerd cannot start: \(error.underlying)")
+            throw ExitCode(1)
+        }
         withExtendedLifetime(lock) {}
     }
 }
@@ -123,7 +129,12 @@ struct Ledgerd: AsyncParsableCommand {
 struct DaemonService: Service {
     let server: LedgerServer
 
+    struct StartFailure: Error {
+        let underlying: any Error
+    }
+
     func run() async throws {
+        do { try await server.start() } catch { throw StartFailure(underlying: error) }
         try await withGracefulShutdownHandler {
             try await server.waitUntilClosed()
         } onGracefulShutdown: {

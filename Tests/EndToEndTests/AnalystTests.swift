@@ -140,13 +140,3 @@ struct AnalystTests {
     }
 }
 
-extension JSONValue {
-    /// Objects with members sorted by key, so documents compare regardless of member order.
-    var sortedMembers: JSONValue {
-        switch self {
-        case .object(let o): .object(JSONObject(o.members.map { ($0.key, $0.value.sortedMembers) }.sorted { $0.0 < $1.0 }))
-        case .array(let a): .array(a.map(\.sortedMembers))
-        default: self
-        }
-    }
-}

@@ -86,6 +86,16 @@ struct DaemonTests {
         #expect(first.stop() == 0)
     }
 
+    @Test("SIGTERM as soon as the socket accepts connections is a graceful stop")
+    func stopRightAfterReady() throws {
+        let dir = TemporaryDirectory()
+        for k in 0..<10 {
+            let d = try DaemonProcess(dataDir: dir.file("data"), socketPath: dir.file("s.sock"))
+            #expect(d.stop() == 0, "round \(k): \(d.log)")
+            #expect(!FileManager.default.fileExists(atPath: dir.file("s.sock")))
+        }
+    }
+
     @Test func staleSocketFileIsReplaced() throws {
         let dir = TemporaryDirectory()
         let sock = dir.file("s.sock")

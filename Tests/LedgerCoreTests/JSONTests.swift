@@ -79,16 +79,6 @@ struct JSONParserTests {
     }
 }
 
-extension JSONValue {
-    /// Objects with members sorted, so documents compare regardless of member order.
-    var sortedMembers: JSONValue {
-        switch self {
-        case .object(let o): .object(JSONObject(o.members.map { ($0.key, $0.value.sortedMembers) }.sorted { $0.0 < $1.0 }))
-        case .array(let a): .array(a.map(\.sortedMembers))
-        default: self
-        }
-    }
-}
 
 /// A small deterministic generator for property tests.
 struct SplitMix64: RandomNumberGenerator {
