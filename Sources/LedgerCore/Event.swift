@@ -19,6 +19,13 @@ public struct Event: Sendable, Equatable {
     /// Validates an envelope and its `data` for the event's type (without the case's state).
     /// - Throws: `LedgerError` with `malformed` (wrong JSON type), `unknown_type` or `invalid_event`.
     public static func validate(_ value: JSONValue) throws(LedgerError) -> Event {
+        try validate(value, canonical: nil)
+    }
+
+    /// Validates an envelope whose canonical form is already known (`canonical`, as stored); the
+    /// form is then not written again. Replays use it: the stored bytes are canonical by
+    /// construction, and `ledgerctl verify` checks that separately.
+    static func validate(_ value: JSONValue, canonical known: [UInt8]?) throws(LedgerError) -> Event {
         guard case .object(let object) = value else {
             throw LedgerError(.malformed, "an event must be a JSON object, got \(value.typeName)")
         }
@@ -62,6 +69,10 @@ public struct Event: Sendable, Equatable {
         }
         guard let data else { throw missing("data") }
         try EventSchema.validate(data, for: type)
+        if let known {
+            return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data,
+                         canonical: known)
+        }
 
         var w = CanonicalJSON(capacity: 128 + id.utf8.count + caseID.utf8.count)
         w.raw("{")
@@ -74,6 +85,16 @@ public struct Event: Sendable, Equatable {
         w.raw("}")
         return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data,
                      canonical: w.bytes)
+    }
+
+    /// Validates a stored canonical envelope without writing its canonical form again (see
+    /// `validate(_:canonical:)`).
+    public static func validate(storedCanonical bytes: [UInt8]) throws(LedgerError) -> Event {
+        let value: JSONValue
+        do { value = try JSONParser.parse(bytes) } catch {
+            throw LedgerError(.malformed, "the event is not valid JSON: \(error)")
+        }
+        return try validate(value, canonical: bytes)
     }
 
     /// Validates a JSON text holding one envelope.

@@ -33,12 +33,25 @@ public struct CounterKey: Hashable, Sendable, Comparable {
     public let slot: UInt8
     public let metric: Metric
 
+    /// FNV-1a of all fields, computed once: hashing a key is the hottest operation of a replay.
+    private let fingerprint: UInt64
+
     public init(_ dimension: Dimension, _ key: String, _ slot: UInt8, _ metric: Metric) {
         self.dimension = dimension
         self.key = key
         self.slot = slot
         self.metric = metric
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in [dimension.rawValue, slot, metric.rawValue] { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        fingerprint = h
     }
+
+    public static func == (a: CounterKey, b: CounterKey) -> Bool {
+        a.fingerprint == b.fingerprint && a.dimension == b.dimension && a.slot == b.slot && a.metric == b.metric && a.key == b.key
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 
     /// Bytes for the `projections` database: dimension, slot, metric, then the key.
     public var encoded: [UInt8] { [dimension.rawValue, slot, metric.rawValue] + Array(key.utf8) }
@@ -51,18 +64,28 @@ public struct CounterKey: Hashable, Sendable, Comparable {
     public static func < (a: CounterKey, b: CounterKey) -> Bool { a.encoded.lexicographicallyPrecedes(b.encoded) }
 }
 
-/// The changes one or more events make to the projections: counter increments and new
-/// duration samples (whole seconds).
+/// The changes one event makes to the projections: counter increments (in the order made; a
+/// key may repeat) and new duration samples (whole seconds).
 public struct ProjectionDelta: Sendable {
-    public var counters: [CounterKey: Int64] = [:]
+    public var increments: [(key: CounterKey, by: Int64)] = []
     public var durations: [(measure: Measure, seconds: Int64)] = []
 
-    public init() {}
+    public init() {
+        increments.reserveCapacity(24)
+    }
 
-    public var isEmpty: Bool { counters.isEmpty && durations.isEmpty }
+    public var isEmpty: Bool { increments.isEmpty && durations.isEmpty }
 
     mutating func add(_ key: CounterKey, _ n: Int64) {
-        counters[key, default: 0] += n
+        increments.append((key, n))
+    }
+
+    /// Adds the increments to `counters`, removing counters that become zero.
+    public func apply(to counters: inout [CounterKey: Int64]) {
+        for (k, v) in increments where v != 0 {
+            let n = counters[k, default: 0] + v
+            counters[k] = n == 0 ? nil : n
+        }
     }
 }
 

@@ -167,10 +167,7 @@ public struct Replay: Sendable {
         var delta = ProjectionDelta()
         let next = try CaseMachine.apply(event, to: cases[event.caseID], window: window, delta: &delta)
         cases[event.caseID] = next
-        for (k, v) in delta.counters {
-            let n = counters[k, default: 0] + v
-            counters[k] = n == 0 ? nil : n
-        }
+        delta.apply(to: &counters)
         for d in delta.durations { durations.add(d.measure, d.seconds) }
         applied += 1
     }

@@ -287,9 +287,7 @@ public final class Ledger: Sendable {
                 try environment.write { txn in
                     if requests.count == 1 {
                         do {
-                            var delta = ProjectionDelta()
-                            let r = try appendRequest(requests[0], txn: txn, head: &newHead, stamp: stamp, delta: &delta)
-                            groupDelta = delta.counters
+                            let r = try appendRequest(requests[0], txn: txn, head: &newHead, stamp: stamp, delta: &groupDelta)
                             results.append(.success(r))
                         } catch let e as LedgerError {
                             results.append(.failure(e))
@@ -298,13 +296,13 @@ public final class Ledger: Sendable {
                     } else {
                         for request in requests {
                             var h = newHead
-                            var delta = ProjectionDelta()
+                            var delta: [CounterKey: Int64] = [:]
                             do {
                                 let r = try txn.nested { child in
                                     try appendRequest(request, txn: child, head: &h, stamp: stamp, delta: &delta)
                                 }
                                 newHead = h
-                                for (k, v) in delta.counters { groupDelta[k, default: 0] += v }
+                                Ledger.merge(delta, into: &groupDelta)
                                 results.append(.success(r))
                             } catch let e as LedgerError {
                                 results.append(.failure(e))
@@ -359,7 +357,7 @@ public final class Ledger: Sendable {
 
     /// Validates and writes the events of one request against the state in `txn`.
     private func appendRequest(_ request: [Event], txn: WriteTransaction, head: inout Head,
-                               stamp: String, delta: inout ProjectionDelta) throws -> [AppendResult] {
+                               stamp: String, delta: inout [CounterKey: Int64]) throws -> [AppendResult] {
         var results: [AppendResult] = []
         results.reserveCapacity(request.count)
         for (index, event) in request.enumerated() {
@@ -376,7 +374,7 @@ public final class Ledger: Sendable {
             }
             let position = head.position + 1
             do {
-                try project(event, position: position, txn: txn, delta: &delta)
+                try project(event, position: position, txn: txn, counters: &delta)
             } catch let e as LedgerError {
                 throw e.at(index: index)
             }
@@ -395,8 +393,8 @@ public final class Ledger: Sendable {
 
     /// Applies `event` (at `position`) to its case and to the projections' rows in `txn`: the case
     /// state, the case's event index and the duration samples are written; counter changes are
-    /// added to `delta`. The one path of both ingestion and rebuild.
-    func project(_ event: Event, position: UInt64, txn: WriteTransaction, delta: inout ProjectionDelta) throws {
+    /// added to `counters`. The one path of both ingestion and rebuild.
+    func project(_ event: Event, position: UInt64, txn: WriteTransaction, counters: inout [CounterKey: Int64]) throws {
         let caseKey = Array(event.caseID.utf8)
         let before = try txn.get(cases, key: caseKey).flatMap(CaseState.decode)
         var eventDelta = ProjectionDelta()
@@ -406,7 +404,7 @@ public final class Ledger: Sendable {
         for d in eventDelta.durations {
             try txn.put(durations, key: Ledger.durationKey(d.measure, d.seconds, position), value: [])
         }
-        for (k, v) in eventDelta.counters { delta.counters[k, default: 0] += v }
+        eventDelta.apply(to: &counters)
     }
 
     /// Writes the counters `delta` changes (base + delta), deleting those that become zero.

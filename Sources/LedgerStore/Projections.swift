@@ -6,11 +6,12 @@ import Glibc
 #endif
 
 extension StoredEvent {
-    /// The stored envelope, parsed and validated again.
+    /// The stored envelope, parsed and validated again (its canonical form is taken as stored:
+    /// `ledgerctl verify` checks it).
     /// - Throws: `StoreError` naming the position when the stored bytes are no valid event.
     public func decodedEvent() throws -> Event {
         do {
-            return try Event.validate(json: Array(event))
+            return try Event.validate(storedCanonical: Array(event))
         } catch {
             throw StoreError("the event at position \(position) is no longer valid: \(error)")
         }
@@ -141,14 +142,13 @@ extension Ledger {
                 counters = [:]
                 try environment.write { txn in
                     for db in [cases, caseEvents, projections, durations] { try txn.clear(db) }
-                    var delta = ProjectionDelta()
                     var n: UInt64 = 0
                     try txn.scan(events, from: 1) { key, value in
                         guard let stored = Ledger.decodeEvent(key: key, value: value) else {
                             throw StoreError("the stored event at key \(Array(key)) is unreadable; run `ledgerctl verify`")
                         }
                         do {
-                            try project(try stored.decodedEvent(), position: stored.position, txn: txn, delta: &delta)
+                            try project(try stored.decodedEvent(), position: stored.position, txn: txn, counters: &counters)
                         } catch let e as LedgerError {
                             throw StoreError("the log breaks the case rules at position \(stored.position): \(e.message); run `ledgerctl verify`")
                         }
@@ -157,7 +157,6 @@ extension Ledger {
                         return true
                     }
                     progress(n, head.position)
-                    Ledger.merge(delta.counters, into: &counters)
                     for (k, v) in counters {
                         try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
                     }
