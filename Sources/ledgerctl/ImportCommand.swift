@@ -9,11 +9,12 @@ struct Import: ParsableCommand {
         abstract: "Append the events of an NDJSON file through the daemon.",
         discussion: """
             Reads one event envelope per line (blank lines are skipped) from FILE, or standard input for \
-            `-`, and appends them in requests of --batch events, one request in flight, in file order. \
-            Events already in the ledger with the same content count as duplicates, so importing a file \
-            twice appends nothing the second time. A rejected event is reported with its line number and \
-            error code and left out; the rest of its batch is sent again (an event that needed it is then \
-            rejected too). Exit 1 when any line was rejected.
+            `-`, and appends them in requests of --batch events, --inflight requests at a time, in file \
+            order. Events already in the ledger with the same content count as duplicates, so importing a \
+            file twice appends nothing the second time. A rejected event is reported with its line number \
+            and error code and left out; the rest of its batch is sent again, after the batches already in \
+            flight (an event that needed the rejected one is then rejected too; with --inflight 1 the \
+            ledger's order is the file's order even around rejects). Exit 1 when any line was rejected.
             """)
 
     @Argument(help: ArgumentHelp("The NDJSON file, or - for standard input.", valueName: "file"))
@@ -24,11 +25,15 @@ struct Import: ParsableCommand {
     @Option(help: ArgumentHelp("Events per append request (1 to 10000).", valueName: "n"))
     var batch: Int = 1000
 
+    @Option(help: ArgumentHelp("Requests in flight at once (1 for strict file order even around rejects).", valueName: "n"))
+    var inflight: Int = 4
+
     @Flag(help: "Print only the summary, not each reject.")
     var quiet = false
 
     func validate() throws {
         guard (1...Event.maxBatch).contains(batch) else { throw ValidationError("--batch must be from 1 to \(Event.maxBatch)") }
+        guard (1...64).contains(inflight) else { throw ValidationError("--inflight must be from 1 to 64") }
     }
 
     struct Pending {
@@ -57,43 +62,70 @@ struct Import: ParsableCommand {
                 rejects.removeAll()
             }
 
-            func flush() throws {
-                while !pending.isEmpty {
-                    var request = Array(#"{"op":"append","events":["#.utf8)
-                    for (k, p) in pending.enumerated() {
-                        if k > 0 { request.append(UInt8(ascii: ",")) }
-                        request += p.bytes
-                    }
-                    request += Array("]}".utf8)
-                    try client.send(request)
-                    guard let answer = try client.readLine() else { throw Failure("the daemon closed the connection; \(appended) events were appended before") }
-                    guard case .object(let o) = try JSONParser.parse(answer) else { throw Failure("the daemon answered something that is not JSON") }
-                    if o["ok"] == .bool(true), case .array(let results)? = o["results"] {
-                        for r in results {
-                            if case .object(let ro) = r, ro["duplicate"] == .bool(true) { duplicates += 1 } else { appended += 1 }
-                        }
-                        pending.removeAll()
-                        printRejects()
-                        return
-                    }
-                    guard case .object(let e)? = o["error"], case .string(let code)? = e["code"] else {
-                        throw Failure("the daemon answered an unexpected line: \(String(decoding: answer.prefix(200), as: UTF8.self))")
-                    }
-                    let message: String = { if case .string(let m)? = e["message"] { return m } else { return "" } }()
-                    guard case .int(let index)? = e["index"], index >= 0, Int(index) < pending.count else {
-                        if code == "unavailable" { throw Failure("the daemon is unavailable: \(message); \(appended) events were appended, run import again to go on") }
-                        throw Failure("the daemon refused a batch: \(code): \(message)")
-                    }
-                    reject(pending[Int(index)].line, code, message)
-                    pending.remove(at: Int(index))
+            /// Batches sent and not answered yet, in the order sent.
+            var window: [[Pending]] = []
+
+            func send(_ batch: [Pending]) throws {
+                guard !batch.isEmpty else { return }
+                var request = Array(#"{"op":"append","events":["#.utf8)
+                for (k, p) in batch.enumerated() {
+                    if k > 0 { request.append(UInt8(ascii: ",")) }
+                    request += p.bytes
                 }
+                request += Array("]}".utf8)
+                try client.send(request)
+                window.append(batch)
+            }
+
+            /// Reads the answer to the oldest batch in flight; a rejected batch is sent again
+            /// without the rejected event.
+            func receive() throws {
+                let batch = window.removeFirst()
+                guard let answer = try client.readLine() else { throw Failure("the daemon closed the connection; \(appended) events were appended before") }
+                guard case .object(let o) = try JSONParser.parse(answer) else { throw Failure("the daemon answered something that is not JSON") }
+                if o["ok"] == .bool(true), case .array(let results)? = o["results"] {
+                    for r in results {
+                        if case .object(let ro) = r, ro["duplicate"] == .bool(true) { duplicates += 1 } else { appended += 1 }
+                    }
+                    return
+                }
+                guard case .object(let e)? = o["error"], case .string(let code)? = e["code"] else {
+                    throw Failure("the daemon answered an unexpected line: \(String(decoding: answer.prefix(200), as: UTF8.self))")
+                }
+                let message: String = { if case .string(let m)? = e["message"] { return m } else { return "" } }()
+                if case .int(let index)? = e["index"], index >= 0, Int(index) < batch.count {
+                    reject(batch[Int(index)].line, code, message)
+                    var rest = batch
+                    rest.remove(at: Int(index))
+                    try send(rest)
+                    return
+                }
+                if code == "malformed" {
+                    // Some line is not a JSON object: find it here, report it, send the others.
+                    var rest: [Pending] = []
+                    for p in batch {
+                        if case .object? = try? JSONParser.parse(p.bytes) { rest.append(p) } else {
+                            reject(p.line, "malformed", "the line is not a JSON object")
+                        }
+                    }
+                    if rest.count < batch.count { try send(rest); return }
+                }
+                if code == "unavailable" { throw Failure("the daemon is unavailable: \(message); \(appended) events were appended, run import again to go on") }
+                throw Failure("the daemon refused a batch: \(code): \(message)")
+            }
+
+            func flush() throws {
+                try send(pending)
+                pending.removeAll(keepingCapacity: true)
+                while window.count >= inflight { try receive() }
+                printRejects()
             }
 
             while let line = reader.next() {
                 lineNumber += 1
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-                // A line that is not one JSON object would make the whole request malformed.
-                guard case .object? = try? JSONParser.parse(line) else {
+                guard let first = line.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+                // A line that is not an object would make its whole request malformed.
+                guard first == UInt8(ascii: "{") else {
                     reject(lineNumber, "malformed", "the line is not a JSON object")
                     continue
                 }
@@ -103,7 +135,9 @@ struct Import: ParsableCommand {
                     progress.update(UInt64(reader.bytesRead), of: UInt64(reader.size), unit: "bytes", extra: "\(appended + duplicates) events")
                 }
             }
-            try flush()
+            try send(pending)
+            pending.removeAll()
+            while !window.isEmpty { try receive() }
             printRejects()
             progress.finish()
             let seconds = Progress.now() - started
