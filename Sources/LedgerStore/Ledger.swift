@@ -26,8 +26,8 @@ public struct Head: Sendable, Equatable {
 
 /// The event log on LMDB: one environment in the data directory with the named databases
 /// `meta` (format, head, window, projected position), `events` (position → hash ‖ C_N),
-/// `ids` (event id → position), `cases` (case id → `CaseState`), `case_events` (case id ‖ 0 ‖
-/// position), `projections` (`CounterKey` → count) and `durations` (measure ‖ seconds ‖ position).
+/// `ids` (event id → position), `cases` (case id → its state and event positions, `CaseRecord`),
+/// `projections` (`CounterKey` → count) and `durations` (measure ‖ seconds ‖ position).
 ///
 /// Guarantees:
 /// - An append request is atomic: all its events, their case states and their effect on the
@@ -41,7 +41,6 @@ public final class Ledger: Sendable {
     let events: Database
     let ids: Database
     let cases: Database
-    let caseEvents: Database
     let projections: Database
     let durations: Database
     let options: Options
@@ -59,7 +58,7 @@ public final class Ledger: Sendable {
     public static let formatVersion: UInt64 = 1
     /// How the projections are computed; a ledger whose projections were made by another version
     /// is rebuilt at open (by a writer).
-    public static let projectionVersion: UInt64 = 2
+    public static let projectionVersion: UInt64 = 3
 
     public struct Options: Sendable {
         /// The map size to start with; it doubles when full up to `maxMapSize`.
@@ -101,7 +100,6 @@ public final class Ledger: Sendable {
             events = try environment.openDatabase("events", create: create)
             ids = try environment.openDatabase("ids", create: create)
             cases = try environment.openDatabase("cases", create: create)
-            caseEvents = try environment.openDatabase("case_events", create: create)
             projections = try environment.openDatabase("projections", create: create)
             durations = try environment.openDatabase("durations", create: create)
         } catch {
@@ -241,23 +239,14 @@ public final class Ledger: Sendable {
     /// The state of a case and its events, from one snapshot; nil state for a case with no events.
     public func caseHistory(_ caseID: String) throws -> (state: CaseState?, events: [StoredEvent]) {
         try environment.read { txn in
-            let state = try txn.get(cases, key: Array(caseID.utf8)).flatMap(CaseState.decode)
-            let prefix = Array(caseID.utf8) + [0]
-            var positions: [UInt64] = []
-            try prefix.withUnsafeBytes { p in
-                try txn.scan(caseEvents, from: p) { key, _ in
-                    guard key.count == prefix.count + 8, key.starts(with: prefix) else { return false }
-                    positions.append(Ledger.decodeUInt64(Array(key[prefix.count...])))
-                    return true
-                }
-            }
-            return (state, try positions.compactMap { try event(txn, at: $0) })
+            let record = try txn.get(cases, key: Array(caseID.utf8)).flatMap(CaseRecord.decode)
+            return (record?.state, try (record?.positions ?? []).compactMap { try event(txn, at: $0) })
         }
     }
 
     /// The number of events a case has (its version).
     public func caseVersion(_ caseID: String) throws -> UInt64 {
-        try environment.read { txn in try txn.get(cases, key: Array(caseID.utf8)).flatMap(CaseState.decode)?.version ?? 0 }
+        try environment.read { txn in try txn.get(cases, key: Array(caseID.utf8)).flatMap(CaseRecord.decode)?.state.version ?? 0 }
     }
 
     static func decodeEvent(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> StoredEvent? {
@@ -391,16 +380,15 @@ public final class Ledger: Sendable {
         return results
     }
 
-    /// Applies `event` (at `position`) to its case and to the projections' rows in `txn`: the case
-    /// state, the case's event index and the duration samples are written; counter changes are
+    /// Applies `event` (at `position`) to its case and to the projections' rows in `txn`: the case's
+    /// record (state and event positions) and the duration samples are written; counter changes are
     /// added to `counters`. The one path of both ingestion and rebuild.
     func project(_ event: Event, position: UInt64, txn: WriteTransaction, counters: inout [CounterKey: Int64]) throws {
         let caseKey = Array(event.caseID.utf8)
-        let before = try txn.get(cases, key: caseKey).flatMap(CaseState.decode)
+        let before = try txn.get(cases, key: caseKey).flatMap(CaseRecord.decode)
         var eventDelta = ProjectionDelta()
-        let after = try CaseMachine.apply(event, to: before, window: window, delta: &eventDelta)
-        try txn.put(cases, key: caseKey, value: after.encoded())
-        try txn.put(caseEvents, key: caseKey + [0] + Ledger.encodeUInt64(position), value: [])
+        let after = try CaseMachine.apply(event, to: before?.state, window: window, delta: &eventDelta)
+        try txn.put(cases, key: caseKey, value: CaseRecord(state: after, positions: (before?.positions ?? []) + [position]).encoded())
         for d in eventDelta.durations {
             try txn.put(durations, key: Ledger.durationKey(d.measure, d.seconds, position), value: [])
         }

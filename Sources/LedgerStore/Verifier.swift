@@ -27,6 +27,7 @@ extension Ledger {
         var prev = Head.empty
         var expected: UInt64 = 1
         var replay = Replay(window: window)
+        var casePositions: [String: [UInt64]] = [:]
         func fail(_ p: UInt64, _ m: String) -> VerifyReport {
             report.problem = (p, m)
             return report
@@ -88,6 +89,7 @@ extension Ledger {
                     do { try replay.apply(event) } catch {
                         return fail(e.position, "the event breaks the case rules: \(error.message)")
                     }
+                    casePositions[event.caseID, default: []].append(e.position)
                     prev = Head(position: e.position, hash: hash)
                     expected += 1
                     report.checked += 1
@@ -111,7 +113,7 @@ extension Ledger {
             if idCount != Int(prev.position) {
                 return fail(prev.position, "the id index holds \(idCount) ids for \(prev.position) events")
             }
-            if let problem = try compareProjections(with: replay, head: prev) {
+            if let problem = try compareProjections(with: replay, head: prev, casePositions: casePositions) {
                 if problem.hasPrefix("the head moved"), rounds < 100 { continue }
                 return fail(prev.position, "projections: \(problem)")
             }
