@@ -32,13 +32,20 @@ public enum Response {
     /// `{"ok":true,"events":[R, …]}`
     public static func events(_ events: [StoredEvent]) -> [UInt8] {
         var w = CanonicalJSON(capacity: 32 + events.reduce(0) { $0 + $1.canonical.count + 80 })
-        w.raw("{\"ok\":true,\"events\":[")
+        w.raw("{\"ok\":true,\"events\":")
+        writeRecords(events, &w)
+        w.raw("}\n")
+        return w.bytes
+    }
+
+    /// `[R, …]`
+    static func writeRecords(_ events: [StoredEvent], _ w: inout CanonicalJSON) {
+        w.raw("[")
         for (k, e) in events.enumerated() {
             if k > 0 { w.raw(",") }
             w.raw(e.record)
         }
-        w.raw("]}\n")
-        return w.bytes
+        w.raw("]")
     }
 
     /// `{"ok":true,"state":…,"version":N,"referrals":[…],"events":[R, …]}`; state `new` for a case
@@ -54,12 +61,9 @@ public enum Response {
             .object(JSONObject([("referral", .string(r.id)), ("pathway", .string(r.pathwayName)),
                                 ("persons", .int(Int64(r.persons))), ("state", .string(r.status.name))]))
         }))
-        w.raw(",\"events\":[")
-        for (k, e) in events.enumerated() {
-            if k > 0 { w.raw(",") }
-            w.raw(e.record)
-        }
-        w.raw("]}\n")
+        w.raw(",\"events\":")
+        writeRecords(events, &w)
+        w.raw("}\n")
         return w.bytes
     }
 
