@@ -44,7 +44,17 @@ public struct CanonicalJSON {
 
     /// Members sorted by key as RFC 8785 requires (UTF-16 code units, not scalars or bytes).
     public static func sortedMembers(_ object: JSONObject) -> [(key: String, value: JSONValue)] {
-        object.members.sorted { a, b in a.key.utf16.lexicographicallyPrecedes(b.key.utf16) }
+        object.members.sorted { a, b in keyPrecedes(a.key, b.key) }
+    }
+
+    /// RFC 8785 key order. For ASCII keys (all of the ledger's) UTF-8 bytes sort as UTF-16 code
+    /// units do, and comparing bytes is much cheaper.
+    @inline(__always)
+    static func keyPrecedes(_ a: String, _ b: String) -> Bool {
+        if a.utf8.allSatisfy({ $0 < 0x80 }) && b.utf8.allSatisfy({ $0 < 0x80 }) {
+            return a.utf8.lexicographicallyPrecedes(b.utf8)
+        }
+        return a.utf16.lexicographicallyPrecedes(b.utf16)
     }
 
     public mutating func raw(_ s: StaticString) {
@@ -61,11 +71,40 @@ public struct CanonicalJSON {
     }
 
     public mutating func writeInt<T: BinaryInteger>(_ n: T) {
-        bytes.append(contentsOf: Array(String(n).utf8))
+        // Digits written backwards into a small buffer: no String in between.
+        if n == 0 { bytes.append(UInt8(ascii: "0")); return }
+        var magnitude: UInt64
+        if n < 0 {
+            bytes.append(UInt8(ascii: "-"))
+            magnitude = UInt64(0) &- UInt64(truncatingIfNeeded: Int64(n))
+        } else {
+            magnitude = UInt64(n)
+        }
+        var buffer = [UInt8](repeating: 0, count: 20)
+        var i = 20
+        while magnitude > 0 {
+            i -= 1
+            buffer[i] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+            magnitude /= 10
+        }
+        bytes.append(contentsOf: buffer[i...])
+    }
+
+    /// A time as a JSON string in the ledger's normal form.
+    public mutating func writeTime(_ t: Timestamp) {
+        bytes.append(UInt8(ascii: "\""))
+        t.write(into: &bytes)
+        bytes.append(UInt8(ascii: "\""))
     }
 
     public mutating func writeString(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
+        // Fast path: nothing to escape (the common case) is copied in one go.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            bytes.append(contentsOf: s.utf8)
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for b in s.utf8 {
             switch b {
             case 0x22: bytes.append(0x5C); bytes.append(0x22)

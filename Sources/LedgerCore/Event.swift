@@ -76,7 +76,7 @@ public struct Event: Sendable, Equatable {
 
         var w = CanonicalJSON(capacity: 128 + id.utf8.count + caseID.utf8.count)
         w.raw("{")
-        w.writeKey("at"); w.writeString(at.description); w.raw(",")
+        w.writeKey("at"); w.writeTime(at); w.raw(",")
         w.writeKey("case"); w.writeString(caseID); w.raw(",")
         w.writeKey("data"); w.write(.object(data)); w.raw(",")
         if let expectedVersion { w.writeKey("expected_version"); w.writeInt(expectedVersion); w.raw(",") }

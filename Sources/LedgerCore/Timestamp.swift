@@ -70,6 +70,22 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     static let minSeconds: Int64 = -62_167_219_200  // 0000-01-01T00:00:00Z
     static let maxSeconds: Int64 = 253_402_300_799  // 9999-12-31T23:59:59Z
 
+    /// Appends `description`'s UTF-8 bytes without building a String.
+    public func write(into out: inout [UInt8]) {
+        let (y, m, d) = civil
+        let s = Int(((seconds % 86400) + 86400) % 86400)
+        func two(_ v: Int) { out.append(UInt8(48 + v / 10)); out.append(UInt8(48 + v % 10)) }
+        out.append(UInt8(48 + y / 1000 % 10)); out.append(UInt8(48 + y / 100 % 10)); two(y % 100)
+        out.append(UInt8(ascii: "-")); two(m); out.append(UInt8(ascii: "-")); two(d)
+        out.append(UInt8(ascii: "T")); two(s / 3600); out.append(UInt8(ascii: ":")); two(s / 60 % 60)
+        out.append(UInt8(ascii: ":")); two(s % 60)
+        if !fraction.isEmpty {
+            out.append(UInt8(ascii: "."))
+            out.append(contentsOf: fraction.utf8)
+        }
+        out.append(UInt8(ascii: "Z"))
+    }
+
     /// `YYYY-MM-DDTHH:MM:SS[.frac]Z`.
     public var description: String {
         let (y, m, d) = civil

@@ -45,3 +45,28 @@ struct TimestampTests {
         }
     }
 }
+
+@Suite("Fast writers agree with the plain ones")
+struct FastWriterTests {
+    @Test func timeBytesEqualDescription() {
+        var rng = SplitMix64(seed: 3)
+        for _ in 0..<5000 {
+            let t = Timestamp(seconds: Int64(rng.next() % 253_402_300_799) - 62_167_219_200 / 2,
+                              fraction: rng.next() % 3 == 0 ? String(rng.next() % 1000) : "")
+            var b: [UInt8] = []
+            t.write(into: &b)
+            #expect(String(decoding: b, as: UTF8.self) == t.description)
+        }
+    }
+
+    @Test func integersAsDecimal() {
+        for n: Int64 in [0, 1, -1, 9, 10, 99, 100, 1_234_567_890, Int64.max, Int64.min, -42] {
+            var w = CanonicalJSON()
+            w.writeInt(n)
+            #expect(String(decoding: w.bytes, as: UTF8.self) == String(n))
+        }
+        var w = CanonicalJSON()
+        w.writeInt(UInt64.max)
+        #expect(String(decoding: w.bytes, as: UTF8.self) == String(UInt64.max))
+    }
+}
