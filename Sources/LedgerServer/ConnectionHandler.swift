@@ -39,6 +39,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var closingWhenIdle = false
     private var subscription: Subscription?
     private var stallTimer: Scheduled<Void>?
+    /// A subscriber dropped for reading too slowly; its connection is closing.
+    private var dropped = false
     private let listenerID = ListenerID()
 
     init(context: ServerContext, canAppend: Bool) {
@@ -48,7 +50,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context ctx: ChannelHandlerContext, data: NIOAny) {
-        if subscription != nil { return }  // a subscriber's further lines are ignored
+        if subscription != nil || dropped { return }  // a subscriber's further lines are ignored
         let frame = unwrapInboundIn(data)
         let seq = firstSeq + pending.count
         pending.append(.waiting)
@@ -235,6 +237,26 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Ends a stalled subscription: nothing more is read from the log for it, the message is queued
+    /// behind what its socket still holds, and the connection closes once that is written or after
+    /// five more seconds.
+    private func dropSubscriber(stalledFor seconds: Int, next: UInt64, _ ctx: ChannelHandlerContext) {
+        guard subscription != nil else { return }
+        subscription = nil
+        dropped = true
+        closingWhenIdle = true
+        context.commits.removeListener(listenerID)
+        context.metrics.subscriberEnded()
+        context.metrics.subscriberDropped()
+        context.logger.notice("dropping a slow subscriber", metadata: ["next": "\(next)"])
+        let e = LedgerError(.unavailable, "this subscriber read nothing for \(seconds) s and is dropped; subscribe again from position \(next)")
+        let deadline = ctx.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) { ctx.close(promise: nil) }
+        ctx.writeAndFlush(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: Response.error(e)))).assumeIsolated().whenComplete { _ in
+            deadline.cancel()
+            ctx.close(promise: nil)
+        }
+    }
+
     func channelWritabilityChanged(context ctx: ChannelHandlerContext) {
         if ctx.channel.isWritable {
             stallTimer?.cancel()
@@ -245,11 +267,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let seconds = context.configuration.subscriberStallSeconds
             let next = sub.next
             stallTimer = ctx.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(seconds))) {
-                self.context.metrics.subscriberDropped()
-                self.context.logger.notice("dropping a slow subscriber", metadata: ["next": "\(next)"])
-                let e = LedgerError(.unavailable, "this subscriber read nothing for \(seconds) s and is dropped; subscribe again from position \(self.subscription?.next ?? next)")
-                ctx.writeAndFlush(self.wrapOutboundOut(ctx.channel.allocator.buffer(bytes: Response.error(e))), promise: nil)
-                ctx.close(promise: nil)
+                self.dropSubscriber(stalledFor: seconds, next: self.subscription?.next ?? next, ctx)
             }
         }
         ctx.fireChannelWritabilityChanged()

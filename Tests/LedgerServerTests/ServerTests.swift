@@ -282,6 +282,38 @@ struct ServerTests {
         }
     }
 
+    @Test func aSubscriberThatStopsReadingIsDropped() async throws {
+        try await withTestServer(configure: { $0.subscriberStallSeconds = 1 }) { server in
+            let writer = try LedgerClient(path: server.socketPath)
+            // Enough events to fill the subscriber's socket buffers many times over.
+            for b in 0..<20 {
+                let batch = (0..<1000).map { TestEvents.json(id: "st\(b)-\($0)", caseID: "C-st\(b)-\($0)") }
+                #expect(try writer.request(append(batch))["ok"] == .bool(true))
+            }
+            let subscriber = try LedgerClient(path: server.socketPath)
+            try subscriber.send(#"{"op":"subscribe","from":1}"#)
+            // Do not read. The daemon stops sending when the socket is full, then drops it.
+            var subscribers: JSONValue? = .int(1)
+            for _ in 0..<100 {
+                try await Task.sleep(for: .milliseconds(100))
+                subscribers = try writer.request(#"{"op":"status"}"#)["subscribers"]
+                if subscribers == .int(0) { break }
+            }
+            #expect(subscribers == .int(0), "the stalled subscriber was not dropped")
+            // What it finally reads ends with the daemon's message, then the connection closes.
+            var last: [UInt8]?
+            var count = 0
+            while let line = try subscriber.readLine() { last = line; count += 1 }
+            #expect(count < 20_000)
+            guard let last, case .object(let o) = try JSONParser.parse(last), case .object(let e)? = o["error"] else {
+                Issue.record("no final error line"); return
+            }
+            #expect(e["code"] == .string("unavailable"))
+            guard case .string(let message)? = e["message"] else { return }
+            #expect(message.contains("subscribe again from position"))
+        }
+    }
+
     struct Failure: Error { let description: String }
 }
 
