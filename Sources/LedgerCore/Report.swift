@@ -159,10 +159,12 @@ public struct Replay: Sendable {
     /// Applies the next event of the log.
     /// - Throws: `LedgerError` when the log holds an event its case does not allow: a log that
     ///   ingestion accepted never does, so this means the log was altered.
-    public mutating func apply(_ event: Event) throws(LedgerError) {
+    /// - Returns: the duration samples the event added (none when it was after `asOf`).
+    @discardableResult
+    public mutating func apply(_ event: Event) throws(LedgerError) -> [(measure: Measure, seconds: Int64)] {
         if let asOf, event.at > asOf {
             skipped += 1
-            return
+            return []
         }
         var delta = ProjectionDelta()
         let next = try CaseMachine.apply(event, to: cases[event.caseID], window: window, delta: &delta)
@@ -170,6 +172,7 @@ public struct Replay: Sendable {
         delta.apply(to: &counters)
         for d in delta.durations { durations.add(d.measure, d.seconds) }
         applied += 1
+        return delta.durations
     }
 
     /// The report at this point of the replay.

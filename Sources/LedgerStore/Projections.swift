@@ -130,33 +130,42 @@ extension Ledger {
         return (report, replay)
     }
 
-    /// Rebuilds the case states, the case index and every projection from the log, in one write
-    /// transaction: a crash leaves the previous projections and the marker that they need a rebuild.
+    /// Rebuilds the case records and every projection from the log: a replay in memory (the same
+    /// `Replay` as `as_of` reports and verify), then one write transaction that replaces the stored
+    /// ones with sorted bulk inserts. A crash leaves the previous projections and the marker that
+    /// they need a rebuild.
     /// - Parameter progress: events done and the head, now and then.
     /// - Throws: `StoreError` when the log holds an event its case does not allow (altered log).
     public func rebuildProjections(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws {
         try writer.withLock { state in
             let head = state.head
-            var counters: [CounterKey: Int64] = [:]
+            var replay = Replay(window: window)
+            var positions: [String: [UInt64]] = [:]
+            var durationKeys: [[UInt8]] = []
+            var n: UInt64 = 0
+            try forEach(to: head.position) { stored in
+                let event = try stored.decodedEvent()
+                let samples: [(measure: Measure, seconds: Int64)]
+                do { samples = try replay.apply(event) } catch let error as LedgerError {
+                    throw StoreError("the log breaks the case rules at position \(stored.position): \(error.message); run `ledgerctl verify`")
+                }
+                positions[event.caseID, default: []].append(stored.position)
+                for s in samples { durationKeys.append(Ledger.durationKey(s.measure, s.seconds, stored.position)) }
+                n += 1
+                if n % 8192 == 0 { progress(n, head.position) }
+            }
+            progress(n, head.position)
+            let caseRows = replay.cases.map { (id, caseState) in
+                (key: Array(id.utf8), value: CaseRecord(state: caseState, positions: positions[id] ?? []).encoded())
+            }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+            durationKeys.sort { $0.lexicographicallyPrecedes($1) }
+            let counters = replay.counters
             let outcome = withMapGrowth { () throws in
-                counters = [:]
                 try environment.write { txn in
                     for db in [cases, projections, durations] { try txn.clear(db) }
-                    var n: UInt64 = 0
-                    try txn.scan(events, from: 1) { key, value in
-                        guard let stored = Ledger.decodeEvent(key: key, value: value) else {
-                            throw StoreError("the stored event at key \(Array(key)) is unreadable; run `ledgerctl verify`")
-                        }
-                        do {
-                            try project(try stored.decodedEvent(), position: stored.position, txn: txn, counters: &counters)
-                        } catch let e as LedgerError {
-                            throw StoreError("the log breaks the case rules at position \(stored.position): \(e.message); run `ledgerctl verify`")
-                        }
-                        n += 1
-                        if n % 8192 == 0 { progress(n, head.position) }
-                        return true
-                    }
-                    progress(n, head.position)
+                    // Keys in LMDB's order: appended at the end of each tree, page by page.
+                    for row in caseRows { try txn.put(cases, key: row.key, value: row.value, flags: .append) }
+                    for key in durationKeys { try txn.put(durations, key: key, value: [], flags: .append) }
                     for (k, v) in counters {
                         try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
                     }
