@@ -215,9 +215,4 @@ public final class Environment: @unchecked Sendable {
     public func copy(to path: String, compact: Bool = true) throws(LMDBError) {
         try check(mdb_env_copy2(env, path, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2(\(path))")
     }
-
-    /// Flushes the data buffers to disk. Only needed with non-default durability flags.
-    public func sync() throws(LMDBError) {
-        try check(mdb_env_sync(env, 1), "mdb_env_sync")
-    }
 }

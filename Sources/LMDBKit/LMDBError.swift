@@ -24,17 +24,10 @@ public struct LMDBError: Error, CustomStringConvertible, Sendable {
     public var isNotFound: Bool { code == MDB_NOTFOUND }
     /// The key exists (with `noOverwrite`), or an `append` key was out of order.
     public var isKeyExist: Bool { code == MDB_KEYEXIST }
-    /// The environment is already locked by another process or has too many readers.
-    public var isReadersFull: Bool { code == MDB_READERS_FULL }
     /// The disk is full or a quota was reached.
     public var isNoSpace: Bool { code == ENOSPC || code == EDQUOT }
-    /// Resource unavailable: another process holds the lock.
-    public var isBusy: Bool { code == EAGAIN || code == EWOULDBLOCK }
     /// The data file is not an LMDB file or is of another version.
     public var isInvalidFile: Bool { code == MDB_INVALID || code == MDB_VERSION_MISMATCH || code == MDB_CORRUPTED }
-
-    /// Whether a retry after space is freed (map grown, disk cleaned) may succeed.
-    public var isResourceExhaustion: Bool { isMapFull || isNoSpace || code == MDB_TXN_FULL }
 
     public var description: String {
         let text = String(cString: mdb_strerror(code))

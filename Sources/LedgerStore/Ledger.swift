@@ -106,6 +106,9 @@ public final class Ledger: Sendable {
             if error.isNotFound {
                 throw StoreError("\(directory) is an LMDB environment but not a ledger of this version", underlying: error)
             }
+            if error.isInvalidFile {
+                throw StoreError("\(directory)/data.mdb is not an LMDB file this program can read", underlying: error)
+            }
             throw StoreError("cannot open the ledger in \(directory)", underlying: error)
         }
         let state: (Head, ReportWindow, Bool)
