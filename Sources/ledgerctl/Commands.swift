@@ -87,10 +87,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let ledger = try data.open()
-            let progress = Progress("verify")
-            let report = try ledger.verify { done, total in progress.update(done, of: total) }
-            progress.finish()
+            let report = try verifyShowingProgress(try data.open(), label: "verify")
             if let problem = report.problem {
                 print("verify: FAILED at position \(problem.position): \(problem.message)")
                 throw ExitCode(1)
@@ -177,9 +174,7 @@ struct Backup: ParsableCommand {
             options.readOnly = true
             let copy: Ledger
             do { copy = try Ledger(directory: dest, options: options) } catch { throw Failure("the copy does not open as a ledger: \(error)") }
-            let check = Progress("verify copy")
-            let report = try copy.verify { n, total in check.update(n, of: total) }
-            check.finish()
+            let report = try verifyShowingProgress(copy, label: "verify copy")
             if let problem = report.problem {
                 print("backup: the copy in \(dest) FAILED verification at position \(problem.position): \(problem.message)")
                 throw ExitCode(1)
@@ -187,6 +182,14 @@ struct Backup: ParsableCommand {
             print("backup: \(dest) holds \(report.checked) events, head \(report.head.position) \(report.head.hashHex); \(st.st_size >> 10) KiB in \(String(format2: seconds)) s; verified")
         }
     }
+}
+
+/// `Ledger.verify` with a progress bar on a terminal.
+func verifyShowingProgress(_ ledger: Ledger, label: String) throws -> VerifyReport {
+    let progress = Progress(label)
+    let report = try ledger.verify { done, total in progress.update(done, of: total) }
+    progress.finish()
+    return report
 }
 
 /// A flag set once, read from another thread.

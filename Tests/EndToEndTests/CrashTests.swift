@@ -53,6 +53,19 @@ struct CrashTests {
         }
     }
 
+    /// Starts `ledgerctl ARGS` and kills it with SIGKILL after the given time.
+    static func killMidway(_ arguments: [String], afterMicroseconds delay: UInt32) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Executables.path("ledgerctl"))
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        usleep(delay)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
     static var rounds: Int { Int(ProcessInfo.processInfo.environment["LEDGER_CRASH_ROUNDS"] ?? "") ?? 20 }
 
     @Test func killedDaemonLosesNothingAcknowledged() throws {
@@ -115,28 +128,12 @@ struct CrashTests {
         #expect(try run(Executables.path("ledgerctl"), ["import", file, "--socket", sock]).status == 0)
         // Backup killed mid-way while the daemon runs: the ledger still verifies.
         for k in 0..<3 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: Executables.path("ledgerctl"))
-            p.arguments = ["backup", "--data-dir", data, dir.file("bk\(k)")]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            usleep(UInt32(2_000 + k * 8_000))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try Self.killMidway(["backup", "--data-dir", data, dir.file("bk\(k)")], afterMicroseconds: UInt32(2_000 + k * 8_000))
         }
         #expect(d.stop() == 0)
         // Replay killed mid-way: the old projections stay, or the rebuild is complete.
         for k in 0..<3 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: Executables.path("ledgerctl"))
-            p.arguments = ["replay", "--data-dir", data]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            usleep(UInt32(20_000 + k * 60_000))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try Self.killMidway(["replay", "--data-dir", data], afterMicroseconds: UInt32(20_000 + k * 60_000))
             let verify = try run(Executables.path("ledgerctl"), ["verify", "--data-dir", data])
             #expect(verify.status == 0, "after a killed replay: \(verify.stdout)")
         }
