@@ -201,6 +201,19 @@ public final class Environment: @unchecked Sendable {
         try check(mdb_env_set_mapsize(env, minimum), "mdb_env_set_mapsize(\(minimum))")
     }
 
+    /// Drops this process's mappings of the map's pages (`madvise(MADV_DONTNEED)`). The pages stay
+    /// in the page cache and the file is unchanged: the next access maps them again (a minor fault).
+    /// Safe while transactions run, because the map is read-only and shared (no `MDB_WRITEMAP`): it
+    /// only keeps pages the process once touched from counting in its resident set for ever.
+    public func releaseMappedPages() {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        var info = MDB_envinfo()
+        mdb_env_info(env, &info)
+        guard let address = info.me_mapaddr else { return }
+        _ = madvise(address, info.me_mapsize, MADV_DONTNEED)
+    }
+
     /// Clears reader slots left by processes that died. Returns how many were cleared.
     @discardableResult
     public func clearStaleReaders() throws(LMDBError) -> Int {

@@ -79,26 +79,29 @@ public struct Referral: Sendable, Equatable {
     public var status: ReferralStatus
     /// The referral stages this referral has reached (bit `Stage.rawValue`).
     public var stages: UInt16
-    public var referredAt: Timestamp
+    public var referredAt: Instant
     /// Whether its first `approved` or `denied` has been recorded (for `referral_to_decision`).
     public var decided: Bool
 
-    public var pathwayName: String { Codes.pathways[Int(pathway)] }
+    public var pathwayName: String { CounterKey.pathwayName(UInt32(pathway)) }
 }
 
 /// Everything the ledger keeps about one case: its state for validation, and the facts the
-/// projections need so that each figure counts a case or referral once.
+/// projections need so that each figure counts a case or referral once. Codes are small integers
+/// (as in `EventFacts`), so a state copies, compares and encodes without text.
 public struct CaseState: Sendable, Equatable {
     public var status: CaseStatus
     /// The number of events the case has.
     public var version: UInt64
     /// `at` of the case's latest event; a new event may not be earlier.
-    public var lastAt: Timestamp
+    public var lastAt: Instant
     public var householdSize: UInt8
-    public var officeCountry: String
-    public var nationality: String
-    public var requestedAt: Timestamp
-    public var firstInterviewAt: Timestamp?
+    /// Index into `Codes.officeCountries`.
+    public var office: UInt8
+    /// `Alpha3` code.
+    public var nationality: UInt32
+    public var requestedAt: Instant
+    public var firstInterviewAt: Instant?
     /// Whether the case's first `Referred` has been seen (for `interview_to_referral`).
     public var referredOnce: Bool
     /// The funnel stages the case has reached (bit `Stage.rawValue`).
@@ -107,7 +110,9 @@ public struct CaseState: Sendable, Equatable {
     public var pathwayStages: UInt64
     public var referrals: [Referral]
 
-    public func referral(_ id: String) -> Referral? { referrals.first { $0.id == id } }
+    public var officeCountry: String { CounterKey.officeName(UInt32(office)) }
+
+    public func referralIndex(_ id: String) -> Int? { referrals.firstIndex { $0.id == id } }
 
     public func hasReached(_ stage: Stage) -> Bool { stages & stage.bit != 0 }
 }
@@ -115,21 +120,27 @@ public struct CaseState: Sendable, Equatable {
 // MARK: Binary encoding (stored in the `cases` database)
 
 extension CaseState {
-    static let encodingVersion: UInt8 = 1
+    static let encodingVersion: UInt8 = 2
 
     /// A compact binary form; `decode` reads it back exactly.
     public func encoded() -> [UInt8] {
         var w = ByteWriter()
+        encode(into: &w)
+        return w.bytes
+    }
+
+    public func encode(into w: inout ByteWriter) {
+        w.bytes.reserveCapacity(w.bytes.count + 64 + referrals.count * 40)
         w.u8(CaseState.encodingVersion)
         w.u8(status.rawValue)
         w.u64(version)
-        w.time(lastAt)
+        w.instant(lastAt)
         w.u8(householdSize)
-        w.string(officeCountry)
-        w.string(nationality)
-        w.time(requestedAt)
+        w.u8(office)
+        w.u32(nationality)
+        w.instant(requestedAt)
         w.u8(firstInterviewAt == nil ? 0 : 1)
-        if let t = firstInterviewAt { w.time(t) }
+        if let t = firstInterviewAt { w.instant(t) }
         w.u8(referredOnce ? 1 : 0)
         w.u16(stages)
         w.u64(pathwayStages)
@@ -140,88 +151,98 @@ extension CaseState {
             w.u8(r.persons)
             w.u8(r.status.rawValue)
             w.u16(r.stages)
-            w.time(r.referredAt)
+            w.instant(r.referredAt)
             w.u8(r.decided ? 1 : 0)
         }
-        return w.bytes
     }
 
     /// Reads `encoded()`'s form; nil when the bytes are not one.
     public static func decode(_ bytes: [UInt8]) -> CaseState? {
-        var r = ByteReader(bytes)
+        bytes.withUnsafeBytes { b in
+            var r = ByteReader(b)
+            guard let s = decode(&r), r.atEnd else { return nil }
+            return s
+        }
+    }
+
+    /// Reads one state from `r`, leaving it after the state.
+    public static func decode(_ r: inout ByteReader) -> CaseState? {
         guard r.u8() == encodingVersion,
               let status = r.u8().flatMap(CaseStatus.init(rawValue:)),
-              let version = r.u64(), let lastAt = r.time(), let household = r.u8(),
-              let office = r.string(), let nationality = r.string(), let requestedAt = r.time(),
+              let version = r.u64(), let lastAt = r.instant(), let household = r.u8(),
+              let office = r.u8(), let nationality = r.u32(), let requestedAt = r.instant(),
               let hasInterview = r.u8()
         else { return nil }
-        var firstInterviewAt: Timestamp?
+        var firstInterviewAt: Instant?
         if hasInterview == 1 {
-            guard let t = r.time() else { return nil }
+            guard let t = r.instant() else { return nil }
             firstInterviewAt = t
         }
         guard let referredOnce = r.u8(), let stages = r.u16(), let pathwayStages = r.u64(), let count = r.u16() else { return nil }
         var referrals: [Referral] = []
+        referrals.reserveCapacity(Int(count))
         for _ in 0..<count {
             guard let id = r.string(), let pathway = r.u8(), let persons = r.u8(),
                   let rs = r.u8().flatMap(ReferralStatus.init(rawValue:)), let rstages = r.u16(),
-                  let referredAt = r.time(), let decided = r.u8()
+                  let referredAt = r.instant(), let decided = r.u8()
             else { return nil }
             referrals.append(Referral(id: id, pathway: pathway, persons: persons, status: rs, stages: rstages,
                                       referredAt: referredAt, decided: decided == 1))
         }
-        guard r.atEnd else { return nil }
         return CaseState(status: status, version: version, lastAt: lastAt, householdSize: household,
-                         officeCountry: office, nationality: nationality, requestedAt: requestedAt,
+                         office: office, nationality: nationality, requestedAt: requestedAt,
                          firstInterviewAt: firstInterviewAt, referredOnce: referredOnce == 1, stages: stages,
                          pathwayStages: pathwayStages, referrals: referrals)
     }
 }
 
-struct ByteWriter {
-    var bytes: [UInt8] = []
-    mutating func u8(_ v: UInt8) { bytes.append(v) }
-    mutating func u16(_ v: UInt16) { bytes.append(UInt8(v >> 8)); bytes.append(UInt8(v & 0xFF)) }
-    mutating func u64(_ v: UInt64) { for s in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8((v >> UInt64(s)) & 0xFF)) } }
-    mutating func string(_ s: String) {
-        let b = Array(s.utf8)
-        u8(UInt8(b.count))
-        bytes.append(contentsOf: b)
+/// Appends big-endian integers and length-prefixed strings.
+public struct ByteWriter {
+    public var bytes: [UInt8]
+    public init(bytes: [UInt8] = []) { self.bytes = bytes }
+    public mutating func u8(_ v: UInt8) { bytes.append(v) }
+    public mutating func u16(_ v: UInt16) { appendBigEndian(UInt64(v), 2, &bytes) }
+    public mutating func u32(_ v: UInt32) { appendBigEndian(UInt64(v), 4, &bytes) }
+    public mutating func u64(_ v: UInt64) { appendBigEndian(v, 8, &bytes) }
+    public mutating func string(_ s: String) {
+        u8(UInt8(s.utf8.count))
+        bytes.append(contentsOf: s.utf8)
     }
-    mutating func time(_ t: Timestamp) {
+    public mutating func instant(_ t: Instant) {
         u64(UInt64(bitPattern: t.seconds))
-        string(t.fraction)
+        u32(UInt32(bitPattern: t.nanos))
     }
 }
 
-struct ByteReader {
-    let bytes: [UInt8]
+/// Reads what `ByteWriter` writes, from borrowed bytes.
+public struct ByteReader {
+    let bytes: UnsafeRawBufferPointer
     var i = 0
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
-    var atEnd: Bool { i == bytes.count }
-    mutating func u8() -> UInt8? {
+    public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    public var atEnd: Bool { i == bytes.count }
+    public var offset: Int { i }
+    public mutating func u8() -> UInt8? {
         guard i < bytes.count else { return nil }
         defer { i += 1 }
         return bytes[i]
     }
-    mutating func u16() -> UInt16? {
-        guard let a = u8(), let b = u8() else { return nil }
-        return UInt16(a) << 8 | UInt16(b)
-    }
-    mutating func u64() -> UInt64? {
-        guard i + 8 <= bytes.count else { return nil }
+    mutating func be(_ n: Int) -> UInt64? {
+        guard i + n <= bytes.count else { return nil }
         var v: UInt64 = 0
-        for k in 0..<8 { v = v << 8 | UInt64(bytes[i + k]) }
-        i += 8
+        for k in i..<(i + n) { v = v << 8 | UInt64(bytes[k]) }
+        i += n
         return v
     }
-    mutating func string() -> String? {
+    public mutating func u16() -> UInt16? { be(2).map { UInt16($0) } }
+    public mutating func u32() -> UInt32? { be(4).map { UInt32($0) } }
+    public mutating func u64() -> UInt64? { be(8) }
+    public mutating func string() -> String? {
         guard let n = u8(), i + Int(n) <= bytes.count else { return nil }
         defer { i += Int(n) }
-        return String(decoding: bytes[i..<(i + Int(n))], as: UTF8.self)
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + Int(n))]), as: UTF8.self)
     }
-    mutating func time() -> Timestamp? {
-        guard let s = u64(), let f = string() else { return nil }
-        return Timestamp(seconds: Int64(bitPattern: s), fraction: f)
+    public mutating func instant() -> Instant? {
+        guard let s = u64(), let n = u32() else { return nil }
+        return Instant(seconds: Int64(bitPattern: s), nanos: Int32(bitPattern: n))
     }
 }

@@ -10,6 +10,8 @@ public struct Event: Sendable, Equatable {
     public let expectedVersion: Int64?
     public let data: JSONObject
     public let canonical: [UInt8]
+    /// What the case machine reads of it, without JSON.
+    public let facts: EventFacts
 
     /// The largest number of events in one append request.
     public static let maxBatch = 10_000
@@ -69,9 +71,10 @@ public struct Event: Sendable, Equatable {
         }
         guard let data else { throw missing("data") }
         try EventSchema.validate(data, for: type)
+        let facts = EventFacts(type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data)
         if let known {
             return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data,
-                         canonical: known)
+                         canonical: known, facts: facts)
         }
 
         var w = CanonicalJSON(capacity: 128 + id.utf8.count + caseID.utf8.count)
@@ -84,7 +87,7 @@ public struct Event: Sendable, Equatable {
         w.writeKey("type"); w.writeString(type.rawValue)
         w.raw("}")
         return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data,
-                     canonical: w.bytes)
+                     canonical: w.bytes, facts: facts)
     }
 
     /// Validates a stored canonical envelope without writing its canonical form again (see

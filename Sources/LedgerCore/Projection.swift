@@ -12,11 +12,15 @@ public enum Measure: UInt8, Sendable, CaseIterable {
     }
 }
 
-/// One counter of the report's projections.
+/// One counter of the report's projections, packed into 64 bits: dimension ‖ slot ‖ metric ‖ key
+/// code, so that hashing and comparing a key costs one integer operation.
 ///
 /// `all`, `officeCountry`, `nationality`: slot is a `Stage`, metric cases or persons.
-/// `pathway`: key the pathway, slot a referral `Stage`; `officePathway` the same per office country. `weekly`: key the ISO week, slot an
-/// `EventType` index, metric count. `outside`: slot an `EventType` index. `states`: slot a `CaseStatus`.
+/// `pathway`: slot a referral `Stage`; `officePathway` the same per office country. `weekly`: slot
+/// an `EventType` index, metric count. `outside`: slot an `EventType` index. `states`: slot a
+/// `CaseStatus`. The key code per dimension: 0 for `all`, `outside` and `states`; the index into
+/// `Codes.officeCountries` or `Codes.pathways`; the `Alpha3` nationality; `office << 8 | pathway`;
+/// the ISO week as `year * 100 + week`.
 public struct CounterKey: Hashable, Sendable, Comparable {
     public enum Dimension: UInt8, Sendable {
         case all, officeCountry, nationality, pathway, weekly, outside, states
@@ -28,40 +32,64 @@ public struct CounterKey: Hashable, Sendable, Comparable {
         case cases, persons, count
     }
 
-    public let dimension: Dimension
-    public let key: String
-    public let slot: UInt8
-    public let metric: Metric
+    public let raw: UInt64
 
-    /// FNV-1a of all fields, computed once: hashing a key is the hottest operation of a replay.
-    private let fingerprint: UInt64
-
-    public init(_ dimension: Dimension, _ key: String, _ slot: UInt8, _ metric: Metric) {
-        self.dimension = dimension
-        self.key = key
-        self.slot = slot
-        self.metric = metric
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in [dimension.rawValue, slot, metric.rawValue] { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        fingerprint = h
+    @inline(__always)
+    public init(_ dimension: Dimension, _ code: UInt32, _ slot: UInt8, _ metric: Metric) {
+        raw = UInt64(dimension.rawValue) << 56 | UInt64(slot) << 48 | UInt64(metric.rawValue) << 40 | UInt64(code)
     }
 
-    public static func == (a: CounterKey, b: CounterKey) -> Bool {
-        a.fingerprint == b.fingerprint && a.dimension == b.dimension && a.slot == b.slot && a.metric == b.metric && a.key == b.key
+    public var dimension: Dimension { Dimension(rawValue: UInt8(raw >> 56)) ?? .all }
+    public var slot: UInt8 { UInt8(truncatingIfNeeded: raw >> 48) }
+    public var metric: Metric { Metric(rawValue: UInt8(truncatingIfNeeded: raw >> 40)) ?? .count }
+    public var code: UInt32 { UInt32(truncatingIfNeeded: raw) }
+
+    /// The key as the report writes it ("" for the dimensions without keys).
+    public var key: String { CounterKey.name(dimension, code) }
+
+    public static func name(_ dimension: Dimension, _ code: UInt32) -> String {
+        switch dimension {
+        case .all, .outside, .states: ""
+        case .officeCountry: officeName(code)
+        case .nationality: Alpha3.unpack(code)
+        case .pathway: pathwayName(code)
+        case .officePathway: officeName(code >> 8) + "|" + pathwayName(code & 0xFF)
+        case .weekly: ISOWeek.name(code: Int(code))
+        }
     }
 
-    public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
+    static func officeName(_ code: UInt32) -> String {
+        Int(code) < Codes.officeCountries.count ? Codes.officeCountries[Int(code)] : "?\(code)"
+    }
 
-    /// Bytes for the `projections` database: dimension, slot, metric, then the key.
-    public var encoded: [UInt8] { [dimension.rawValue, slot, metric.rawValue] + Array(key.utf8) }
+    static func pathwayName(_ code: UInt32) -> String {
+        Int(code) < Codes.pathways.count ? Codes.pathways[Int(code)] : "?\(code)"
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(raw) }
+
+    /// Bytes for the `projections` database: `raw`, big-endian.
+    public var encoded: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(8)
+        appendBigEndian(raw, 8, &out)
+        return out
+    }
 
     public init?(encoded b: [UInt8]) {
-        guard b.count >= 3, let d = Dimension(rawValue: b[0]), let m = Metric(rawValue: b[2]) else { return nil }
-        self.init(d, String(decoding: b[3...], as: UTF8.self), b[1], m)
+        guard b.count == 8 else { return nil }
+        var v: UInt64 = 0
+        for x in b { v = v << 8 | UInt64(x) }
+        guard Dimension(rawValue: UInt8(v >> 56)) != nil, Metric(rawValue: UInt8(truncatingIfNeeded: v >> 40)) != nil else { return nil }
+        raw = v
     }
 
-    public static func < (a: CounterKey, b: CounterKey) -> Bool { a.encoded.lexicographicallyPrecedes(b.encoded) }
+    public static func < (a: CounterKey, b: CounterKey) -> Bool { a.raw < b.raw }
+
+    /// `counters` without the zeros: the form to compare and to store.
+    public static func nonZero(_ counters: [CounterKey: Int64]) -> [CounterKey: Int64] {
+        counters.filter { $0.value != 0 }
+    }
 }
 
 /// The changes one event makes to the projections: counter increments (in the order made; a
@@ -80,12 +108,10 @@ public struct ProjectionDelta: Sendable {
         increments.append((key, n))
     }
 
-    /// Adds the increments to `counters`, removing counters that become zero.
+    /// Adds the increments to `counters`. A counter that drops back to zero stays, as 0 (see
+    /// `CounterKey.nonZero`).
     public func apply(to counters: inout [CounterKey: Int64]) {
-        for (k, v) in increments where v != 0 {
-            let n = counters[k, default: 0] + v
-            counters[k] = n == 0 ? nil : n
-        }
+        for (k, v) in increments { counters[k, default: 0] += v }
     }
 }
 
@@ -112,38 +138,49 @@ public struct ReportWindow: Sendable, Equatable {
         Timestamp(rfc3339: text + "T00:00:00Z").map(\.dayNumber)
     }
 
-    public func contains(_ t: Timestamp) -> Bool {
-        let d = t.dayNumber
-        return d >= startDay && d < endDay
-    }
+    public func contains(_ t: Timestamp) -> Bool { contains(day: t.dayNumber) }
 
-    /// The ISO weeks from the week of `start` to the week of the day before `end`.
-    public var weeks: [String] {
-        var out: [String] = []
+    public func contains(day d: Int) -> Bool { d >= startDay && d < endDay }
+
+    /// The ISO weeks from the week of `start` to the week of the day before `end`, as
+    /// `ISOWeek.code`s.
+    public var weekCodes: [Int] {
+        var out: [Int] = []
         var d = startDay
         while d < endDay {
-            let w = ISOWeek.of(day: d)
+            let w = ISOWeek.code(day: d)
             if out.last != w { out.append(w) }
             d += 1
         }
         return out
     }
+
+    /// The same weeks as `YYYY-Www`.
+    public var weeks: [String] { weekCodes.map { ISOWeek.name(code: $0) } }
 }
 
 /// ISO 8601 week numbering.
 public enum ISOWeek {
     /// `YYYY-Www` of the day `day` (days since 1970-01-01).
-    public static func of(day: Int) -> String {
+    public static func of(day: Int) -> String { name(code: code(day: day)) }
+
+    public static func of(_ t: Timestamp) -> String { of(day: t.dayNumber) }
+
+    /// The week of `day` as `year * 100 + week` (`202324` for 2023-W24).
+    public static func code(day: Int) -> Int {
         // 1970-01-01 was a Thursday; ISO weekday 1 is Monday.
         let weekday = ((day + 3) % 7 + 7) % 7 + 1
         let thursday = day - weekday + 4
         let (year, _, _) = Timestamp.civilFromDays(thursday)
         let jan1 = Timestamp.daysFromCivil(year: year, month: 1, day: 1)
-        let week = (thursday - jan1) / 7 + 1
-        return "\(year)-W" + (week < 10 ? "0\(week)" : "\(week)")
+        return year * 100 + (thursday - jan1) / 7 + 1
     }
 
-    public static func of(_ t: Timestamp) -> String { of(day: t.dayNumber) }
+    /// `YYYY-Www` of a `code(day:)`.
+    public static func name(code: Int) -> String {
+        let week = code % 100
+        return "\(code / 100)-W" + (week < 10 ? "0\(week)" : "\(week)")
+    }
 }
 
 extension Timestamp {

@@ -15,21 +15,20 @@ public enum PilotReport {
     public static func render(counters: [CounterKey: Int64], durations: some DurationSamples, position: UInt64,
                               headHash: String, asOf: Timestamp?, window: ReportWindow) throws -> JSONObject {
         func value(_ k: CounterKey) -> Int64 { counters[k] ?? 0 }
-        func stages(_ dim: CounterKey.Dimension, _ key: String, _ list: [Stage]) -> JSONValue {
+        func stages(_ dim: CounterKey.Dimension, _ code: UInt32, _ list: [Stage]) -> JSONValue {
             .object(JSONObject(list.map { stage in
                 (stage.name, .object(JSONObject([
-                    ("cases", .int(value(CounterKey(dim, key, UInt8(stage.rawValue), .cases)))),
-                    ("persons", .int(value(CounterKey(dim, key, UInt8(stage.rawValue), .persons)))),
+                    ("cases", .int(value(CounterKey(dim, code, UInt8(stage.rawValue), .cases)))),
+                    ("persons", .int(value(CounterKey(dim, code, UInt8(stage.rawValue), .persons)))),
                 ])))
             }))
         }
-        func keys(_ dim: CounterKey.Dimension) -> [String] {
-            Set(counters.keys.filter { $0.dimension == dim }.map(\.key)).sorted()
+        func split(_ dim: CounterKey.Dimension, _ list: [Stage]) -> JSONValue {
+            .object(JSONObject(codes(dim, in: counters).map { (CounterKey.name(dim, $0), stages(dim, $0, list)) }))
         }
-        let types = EventType.allCases
-        func typeCounts(_ dim: CounterKey.Dimension, _ key: String) -> JSONValue {
-            .object(JSONObject(types.enumerated().map { (k, t) in
-                (t.rawValue, .int(value(CounterKey(dim, key, UInt8(k), .count))))
+        func typeCounts(_ dim: CounterKey.Dimension, _ code: UInt32) -> JSONValue {
+            .object(JSONObject(EventType.allCases.map { t in
+                (t.rawValue, .int(value(CounterKey(dim, code, t.index, .count))))
             }))
         }
         var durationMembers: [(key: String, value: JSONValue)] = []
@@ -44,17 +43,17 @@ public enum PilotReport {
             ("head_hash", .string(headHash)),
             ("as_of", asOf.map { .string($0.description) } ?? .null),
             ("window", .object(JSONObject([("start", .string(window.start)), ("end", .string(window.end))]))),
-            ("funnel", stages(.all, "", Stage.allCases)),
-            ("by_office_country", .object(JSONObject(keys(.officeCountry).map { ($0, stages(.officeCountry, $0, Stage.allCases)) }))),
-            ("by_nationality", .object(JSONObject(keys(.nationality).map { ($0, stages(.nationality, $0, Stage.allCases)) }))),
-            ("by_pathway", .object(JSONObject(keys(.pathway).map { ($0, stages(.pathway, $0, Stage.referralStages)) }))),
-            ("weekly", .array(window.weeks.map { week in
-                .object(JSONObject([("week", .string(week)), ("counts", typeCounts(.weekly, week))]))
+            ("funnel", stages(.all, 0, Stage.allCases)),
+            ("by_office_country", split(.officeCountry, Stage.allCases)),
+            ("by_nationality", split(.nationality, Stage.allCases)),
+            ("by_pathway", split(.pathway, Stage.referralStages)),
+            ("weekly", .array(window.weekCodes.map { week in
+                .object(JSONObject([("week", .string(ISOWeek.name(code: week))), ("counts", typeCounts(.weekly, UInt32(week)))]))
             })),
-            ("outside_window", typeCounts(.outside, "")),
+            ("outside_window", typeCounts(.outside, 0)),
             ("durations", .object(JSONObject(durationMembers))),
             ("states", .object(JSONObject(CaseStatus.allCases.map { s in
-                (s.name, .int(value(CounterKey(.states, "", s.rawValue, .count))))
+                (s.name, .int(value(CounterKey(.states, 0, s.rawValue, .count))))
             }))),
         ])
     }
@@ -62,22 +61,30 @@ public enum PilotReport {
     /// The pathway split by office country, `{OFFICE:{PATHWAY:{PSTAGE:{"cases":n,"persons":n}}}}`: an
     /// analysts' extra beside the report (`pathway_by_office.csv`), not part of CONTRACT §4's shape.
     public static func pathwaysByOffice(counters: [CounterKey: Int64]) -> JSONObject {
-        var tree: [String: [String: Void]] = [:]
-        for k in counters.keys where k.dimension == .officePathway {
-            let parts = k.key.split(separator: "|", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { continue }
-            tree[parts[0], default: [:]][parts[1]] = ()
+        var tree: [UInt32: [UInt32]] = [:]
+        for code in codes(.officePathway, in: counters) { tree[code >> 8, default: []].append(code & 0xFF) }
+        func byName(_ a: UInt32, _ b: UInt32, _ dim: CounterKey.Dimension) -> Bool {
+            CounterKey.name(dim, a) < CounterKey.name(dim, b)
         }
-        return JSONObject(tree.keys.sorted().map { office in
-            (office, .object(JSONObject(tree[office]!.keys.sorted().map { pathway in
-                (pathway, .object(JSONObject(Stage.referralStages.map { stage in
-                    (stage.name, .object(JSONObject([
-                        ("cases", .int(counters[CounterKey(.officePathway, office + "|" + pathway, UInt8(stage.rawValue), .cases)] ?? 0)),
-                        ("persons", .int(counters[CounterKey(.officePathway, office + "|" + pathway, UInt8(stage.rawValue), .persons)] ?? 0)),
+        return JSONObject(tree.keys.sorted { byName($0, $1, .officeCountry) }.map { office in
+            (CounterKey.name(.officeCountry, office), .object(JSONObject(tree[office]!.sorted { byName($0, $1, .pathway) }.map { pathway in
+                (CounterKey.name(.pathway, pathway), .object(JSONObject(Stage.referralStages.map { stage in
+                    let code = office << 8 | pathway
+                    return (stage.name, .object(JSONObject([
+                        ("cases", .int(counters[CounterKey(.officePathway, code, UInt8(stage.rawValue), .cases)] ?? 0)),
+                        ("persons", .int(counters[CounterKey(.officePathway, code, UInt8(stage.rawValue), .persons)] ?? 0)),
                     ])))
                 })))
             })))
         })
+    }
+
+    /// The key codes of `dim` that have a count, in the order of their names.
+    static func codes(_ dim: CounterKey.Dimension, in counters: [CounterKey: Int64]) -> [UInt32] {
+        Set(counters.filter { $0.key.dimension == dim && $0.value != 0 }.map(\.key.code))
+            .map { (code: $0, name: CounterKey.name(dim, $0)) }
+            .sorted { $0.name < $1.name }
+            .map(\.code)
     }
 
     /// The splits whose small cells `suppress` hides.
@@ -143,17 +150,22 @@ public struct SampleArrays: DurationSamples, Sendable {
 /// `ledgerctl replay` and `verify` use. Uses `CaseMachine.apply`, as ingestion does.
 public struct Replay: Sendable {
     public let window: ReportWindow
-    public let asOf: Timestamp?
+    public let asOf: Instant?
     public private(set) var cases: [String: CaseState] = [:]
     public private(set) var counters: [CounterKey: Int64] = [:]
     public private(set) var durations = SampleArrays()
     /// Events applied, and skipped for being after `asOf`.
     public private(set) var applied = 0
     public private(set) var skipped = 0
+    /// Reused for each event's delta.
+    private var scratch = ProjectionDelta()
+    /// `asOf` as written, for the report.
+    private let asOfText: Timestamp?
 
     public init(window: ReportWindow, asOf: Timestamp? = nil) {
         self.window = window
-        self.asOf = asOf
+        self.asOf = asOf?.instant
+        asOfText = asOf
     }
 
     /// Applies the next event of the log.
@@ -162,23 +174,31 @@ public struct Replay: Sendable {
     /// - Returns: the duration samples the event added (none when it was after `asOf`).
     @discardableResult
     public mutating func apply(_ event: Event) throws(LedgerError) -> [(measure: Measure, seconds: Int64)] {
+        try apply(event.facts)
+    }
+
+    /// Applies the next event of the log, given its facts.
+    @discardableResult
+    public mutating func apply(_ event: EventFacts) throws(LedgerError) -> [(measure: Measure, seconds: Int64)] {
         if let asOf, event.at > asOf {
             skipped += 1
             return []
         }
-        var delta = ProjectionDelta()
-        let next = try CaseMachine.apply(event, to: cases[event.caseID], window: window, delta: &delta)
-        cases[event.caseID] = next
-        delta.apply(to: &counters)
-        for d in delta.durations { durations.add(d.measure, d.seconds) }
+        scratch.increments.removeAll(keepingCapacity: true)
+        scratch.durations.removeAll(keepingCapacity: true)
+        let index = cases.index(forKey: event.caseID)
+        let next = try CaseMachine.apply(event, to: index.map { cases.values[$0] }, window: window, delta: &scratch)
+        if let index { cases.values[index] = next } else { cases[event.caseID] = next }
+        scratch.apply(to: &counters)
+        for d in scratch.durations { durations.add(d.measure, d.seconds) }
         applied += 1
-        return delta.durations
+        return scratch.durations
     }
 
     /// The report at this point of the replay.
     public mutating func report(position: UInt64, headHash: String) throws -> JSONObject {
         durations.sort()
         return try PilotReport.render(counters: counters, durations: durations, position: position,
-                                      headHash: headHash, asOf: asOf, window: window)
+                                      headHash: headHash, asOf: asOfText, window: window)
     }
 }

@@ -89,6 +89,10 @@ public final class GroupCommitWriter: @unchecked Sendable {
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }
             if queue.isEmpty && stopping {
+                // Write the projections kept in memory, so the next start has nothing to replay.
+                do { try ledger.checkpoint() } catch {
+                    logger.warning("the checkpoint at shutdown failed; the next start replays the events after the last one", metadata: ["error": "\(error)"])
+                }
                 finished = true
                 let w = waiters
                 waiters = []

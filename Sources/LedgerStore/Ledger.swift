@@ -25,15 +25,17 @@ public struct Head: Sendable, Equatable {
 }
 
 /// The event log on LMDB: one environment in the data directory with the named databases
-/// `meta` (format, head, window, projected position), `events` (position → hash ‖ C_N),
+/// `meta` (format, head, window, checkpoint position), `events` (position → hash ‖ facts ‖ C_N),
 /// `ids` (event id → position), `cases` (case id → its state and event positions, `CaseRecord`),
 /// `projections` (`CounterKey` → count) and `durations` (measure ‖ seconds ‖ position).
 ///
 /// Guarantees:
-/// - An append request is atomic: all its events, their case states and their effect on the
-///   projections are committed durably together, or none is.
+/// - An append request is atomic: all its events are committed durably together, or none is.
 /// - Positions start at 1 and have no gaps; the hash chain covers every event (CONTRACT §5).
-/// - The projections always reflect exactly the head (they are written in the append's transaction).
+/// - The projections (case records, ids, counters, durations) reflect exactly the head: the stored
+///   ones reflect a checkpoint (`meta.projected`), written in the transaction of an append, and the
+///   events after it are held in memory (`Overlay`) and replayed from the log at open, so a crash
+///   loses nothing. Readers combine the two (`withCurrentState`).
 /// - `append` serialises itself; reads run concurrently with it on their own snapshots.
 public final class Ledger: Sendable {
     public let environment: Environment
@@ -50,15 +52,17 @@ public final class Ledger: Sendable {
 
     struct WriterState {
         var head: Head
-        /// The persisted projection counters, mirrored in memory.
+        /// The projection counters at the head.
         var counters: [CounterKey: Int64]
+        /// What changed after the checkpoint (empty for a read-only ledger, whose readers replay it).
+        var overlay: Overlay
     }
 
     /// The on-disk format this code writes and reads.
-    public static let formatVersion: UInt64 = 1
+    public static let formatVersion: UInt64 = 2
     /// How the projections are computed; a ledger whose projections were made by another version
     /// is rebuilt at open (by a writer).
-    public static let projectionVersion: UInt64 = 3
+    public static let projectionVersion: UInt64 = 4
 
     public struct Options: Sendable {
         /// The map size to start with; it doubles when full up to `maxMapSize`.
@@ -72,6 +76,10 @@ public final class Ledger: Sendable {
         public var window: ReportWindow?
         /// Told about a projection rebuild at open (events done, total).
         public var rebuildProgress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }
+        /// How many events may follow the stored projections before an append's transaction
+        /// writes them (a checkpoint). More: fewer, bigger checkpoints and more memory; after a
+        /// crash up to this many events are replayed at open.
+        public var checkpointEvents = 100_000
         public init() {}
     }
 
@@ -122,13 +130,21 @@ public final class Ledger: Sendable {
             throw StoreError("cannot read the ledger's head in \(directory): \(error)")
         }
         window = state.1
-        writer = Mutex(WriterState(head: state.0, counters: [:]))
+        writer = Mutex(WriterState(head: state.0, counters: [:], overlay: Overlay(checkpoint: state.0.position)))
         do {
             if state.2 {
                 try rebuildProjections(progress: options.rebuildProgress)
-            } else {
-                let counters = try storedCounters()
-                writer.withLock { $0.counters = counters }
+            } else if !options.readOnly {
+                try environment.read { txn in
+                    var counters = try storedCounters(txn)
+                    var overlay = Overlay(checkpoint: try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0,
+                                          capacity: options.checkpointEvents)
+                    try catchUp(to: state.0.position, overlay: &overlay, counters: &counters, txn: txn)
+                    writer.withLock {
+                        $0.counters = counters
+                        $0.overlay = overlay
+                    }
+                }
             }
         } catch let e as StoreError {
             throw e
@@ -179,7 +195,7 @@ public final class Ledger: Sendable {
         let storedWindow = stored.window ?? .pilot
         if options.readOnly { return (head, storedWindow, false) }
         let window = options.window ?? storedWindow
-        let stale = stored.projected != head.position || stored.window != window || stored.version != projectionVersion
+        let stale = (stored.projected ?? 0) > head.position || stored.window != window || stored.version != projectionVersion
         return (head, window, stale)
     }
 
@@ -193,6 +209,12 @@ public final class Ledger: Sendable {
     /// The last committed position and hash.
     public func head() throws -> Head {
         try environment.read { txn in try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty }
+    }
+
+    /// The position the stored projections reflect (the last checkpoint); the events after it are
+    /// held in memory by the writer.
+    public func checkpointPosition() throws -> UInt64 {
+        try environment.read { txn in try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0 }
     }
 
     /// At most `limit` events from position `from` on, in order.
@@ -218,8 +240,8 @@ public final class Ledger: Sendable {
     }
 
     func event(_ txn: some Transaction, at position: UInt64) throws -> StoredEvent? {
-        try txn.get(events, key: position).flatMap { v in
-            v.count >= 32 ? StoredEvent(position: position, hash: Array(v[0..<32]), canonical: Array(v[32...])) : nil
+        try withUnsafeBytes(of: position.bigEndian) { k in
+            try txn.withValue(events, key: k) { StoredEvent(position: position, value: $0) } ?? nil
         }
     }
 
@@ -241,21 +263,65 @@ public final class Ledger: Sendable {
 
     /// The state of a case and its events, from one snapshot; nil state for a case with no events.
     public func caseHistory(_ caseID: String) throws -> (state: CaseState?, events: [StoredEvent]) {
-        try environment.read { txn in
-            let record = try txn.get(cases, key: Array(caseID.utf8)).flatMap(CaseRecord.decode)
+        try withCurrentState(cases: [caseID]) { txn, current in
+            let record = try caseRecord(caseID, overlay: current.overlay, txn: txn)
             return (record?.state, try (record?.positions ?? []).compactMap { try event(txn, at: $0) })
         }
     }
 
     /// The number of events a case has (its version).
     public func caseVersion(_ caseID: String) throws -> UInt64 {
-        try environment.read { txn in try txn.get(cases, key: Array(caseID.utf8)).flatMap(CaseRecord.decode)?.state.version ?? 0 }
+        try caseHistory(caseID).state?.version ?? 0
     }
 
     static func decodeEvent(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> StoredEvent? {
-        guard key.count == 8, value.count >= 32 else { return nil }
-        let position = decodeUInt64(Array(key))
-        return StoredEvent(position: position, hash: Array(value[0..<32]), canonical: Array(value[32...]))
+        guard key.count == 8 else { return nil }
+        return StoredEvent(position: decodeUInt64(key), value: value)
+    }
+
+    /// The head, the counters and the overlay that go with one read snapshot.
+    struct CurrentState {
+        var head: Head
+        var counters: [CounterKey: Int64]
+        var overlay: Overlay
+    }
+
+    /// Calls `body` with a read snapshot and the state at its head. In the writing process the
+    /// state is the writer's (the counters, the duration samples and, of the overlay's cases and
+    /// ids, those named in `cases`: nil for all); a reader in another process replays the events
+    /// after the stored checkpoint (at most `checkpointEvents`) from the snapshot itself.
+    func withCurrentState<T>(cases wanted: [String]? = [], _ body: (ReadTransaction, CurrentState) throws -> T) throws -> T {
+        if options.readOnly {
+            return try environment.read { txn in
+                let head = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+                var counters = try storedCounters(txn)
+                var overlay = Overlay(checkpoint: try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0)
+                try catchUp(to: head.position, overlay: &overlay, counters: &counters, txn: txn)
+                return try body(txn, CurrentState(head: head, counters: counters, overlay: overlay))
+            }
+        }
+        for _ in 0..<1000 {
+            let done: T? = try environment.read { txn in
+                let stored = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+                let current: CurrentState? = writer.withLock { state in
+                    // A commit between the snapshot and the lock: take a newer snapshot.
+                    guard state.head == stored else { return nil }
+                    var overlay = Overlay(checkpoint: state.overlay.checkpoint)
+                    overlay.durations = state.overlay.durations
+                    if let wanted {
+                        for id in wanted { overlay.cases[id] = state.overlay.cases[id] }
+                    } else {
+                        overlay.cases = state.overlay.cases
+                        overlay.ids = state.overlay.ids
+                    }
+                    return CurrentState(head: state.head, counters: state.counters, overlay: overlay)
+                }
+                guard let current else { return nil }
+                return try body(txn, current)
+            }
+            if let done { return done }
+        }
+        throw StoreError("the ledger kept changing while being read; retry")
     }
 
     // MARK: Appending
@@ -271,55 +337,81 @@ public final class Ledger: Sendable {
             let stamp = recordedAt.description
             var results: [Result<[AppendResult], LedgerError>] = []
             var newHead = state.head
-            var groupDelta: [CounterKey: Int64] = [:]
+            var counters = state.counters
+            var checkpointed = false
             let outcome = withMapGrowth { () throws in
                 results = []
+                results.reserveCapacity(requests.count)
                 newHead = state.head
-                groupDelta = [:]
-                try environment.write { txn in
-                    if requests.count == 1 {
-                        do {
-                            let r = try appendRequest(requests[0], txn: txn, head: &newHead, stamp: stamp, delta: &groupDelta)
-                            results.append(.success(r))
-                        } catch let e as LedgerError {
-                            results.append(.failure(e))
-                            throw e  // abort: nothing of this request is stored
-                        }
-                    } else {
+                counters = state.counters
+                checkpointed = false
+                var groupUndo = Overlay.Undo(durations: state.overlay.durations.count)
+                do {
+                    try environment.write { txn in
+                        var delta = ProjectionDelta()
                         for request in requests {
-                            var h = newHead
-                            var delta: [CounterKey: Int64] = [:]
+                            var undo = Overlay.Undo(durations: state.overlay.durations.count)
+                            delta.increments.removeAll(keepingCapacity: true)
+                            delta.durations.removeAll(keepingCapacity: true)
                             do {
-                                let r = try txn.nested { child in
-                                    try appendRequest(request, txn: child, head: &h, stamp: stamp, delta: &delta)
-                                }
-                                newHead = h
-                                Ledger.merge(delta, into: &groupDelta)
+                                let r = try appendRequest(request, txn: txn, head: &newHead, stamp: stamp,
+                                                          overlay: &state.overlay, undo: &undo, delta: &delta)
+                                delta.apply(to: &counters)
+                                groupUndo.cases += undo.cases
+                                groupUndo.ids += undo.ids
                                 results.append(.success(r))
                             } catch let e as LedgerError {
+                                state.overlay.rollBack(undo)
                                 results.append(.failure(e))
+                            } catch {
+                                state.overlay.rollBack(undo)  // the group's own changes are taken back below
+                                throw error
                             }
                         }
-                    }
-                    if newHead != state.head {
-                        try writeCounters(groupDelta, base: state.counters, txn: txn)
+                        guard newHead != state.head else { return }
+                        if newHead.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents) {
+                            try writeCheckpoint(state.overlay, counters: counters, head: newHead.position, txn: txn)
+                            checkpointed = true
+                        }
                         try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(newHead))
-                        try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(newHead.position))
                     }
+                } catch {
+                    state.overlay.rollBack(groupUndo)
+                    throw error
                 }
             }
             switch outcome {
             case .success:
                 state.head = newHead
-                Ledger.merge(groupDelta, into: &state.counters)
+                state.counters = counters
+                if checkpointed {
+                    state.overlay = Overlay(checkpoint: newHead.position, capacity: options.checkpointEvents)
+                    // The pages the checkpoint touched need not stay mapped (RSS stays bounded).
+                    environment.releaseMappedPages()
+                }
                 return results
-            case .failure(let e as LedgerError) where requests.count == 1 && e.code != .unavailable:
-                return results  // the single request failed; nothing was written
             case .failure(let e as LedgerError):
                 return Array(repeating: .failure(e), count: requests.count)
             case .failure(let e):
                 return Array(repeating: .failure(LedgerError(.unavailable, "the commit failed (\(e)); nothing was stored; retry later")), count: requests.count)
             }
+        }
+    }
+
+    /// Writes the events and projections after the checkpoint into their databases now (at a
+    /// clean shutdown, so that the next open has nothing to replay).
+    public func checkpoint() throws {
+        guard !options.readOnly else { return }
+        try writer.withLock { state in
+            guard state.overlay.checkpoint < state.head.position else { return }
+            let outcome = withMapGrowth { () throws in
+                try environment.write { txn in
+                    try writeCheckpoint(state.overlay, counters: state.counters, head: state.head.position, txn: txn)
+                }
+            }
+            if case .failure(let e) = outcome { throw e }
+            state.overlay = Overlay(checkpoint: state.head.position, capacity: options.checkpointEvents)
+            environment.releaseMappedPages()
         }
     }
 
@@ -347,74 +439,56 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// Validates and writes the events of one request against the state in `txn`.
-    private func appendRequest(_ request: [Event], txn: WriteTransaction, head: inout Head,
-                               stamp: String, delta: inout [CounterKey: Int64]) throws -> [AppendResult] {
+    /// Validates one request against the state in `txn` and `overlay`, applies it to the overlay
+    /// and `delta`, then writes its events. Throws before writing anything when an event fails,
+    /// with the changes to the overlay noted in `undo`.
+    private func appendRequest(_ request: [Event], txn: WriteTransaction, head: inout Head, stamp: String,
+                               overlay: inout Overlay, undo: inout Overlay.Undo,
+                               delta: inout ProjectionDelta) throws -> [AppendResult] {
         var results: [AppendResult] = []
         results.reserveCapacity(request.count)
+        var position = head.position
+        var accepted: [Int] = []  // indexes into `request`, at positions head + 1, head + 2, …
+        accepted.reserveCapacity(request.count)
         for (index, event) in request.enumerated() {
-            let idKey = Array(event.id.utf8)
-            if let existing = try txn.get(ids, key: idKey).map(Ledger.decodeUInt64) {
-                guard let stored = try self.event(txn, at: existing) else {
-                    throw StoreError("the id index points at missing position \(existing); run `ledgerctl verify`")
+            if let existing = try self.position(ofID: event.id, overlay: overlay, txn: txn) {
+                let same: Bool
+                if existing > head.position {  // earlier in this request
+                    same = request[accepted[Int(existing - head.position - 1)]].canonical == event.canonical
+                } else {
+                    guard let stored = try self.event(txn, at: existing) else {
+                        throw StoreError("the id index points at missing position \(existing); run `ledgerctl verify`")
+                    }
+                    same = stored.event.elementsEqual(event.canonical)
                 }
-                if stored.event.elementsEqual(event.canonical) {
+                if same {
                     results.append(AppendResult(position: existing, duplicate: true))
                     continue
                 }
                 throw LedgerError(.idConflict, "id \"\(event.id)\" is already at position \(existing) with other content; use a new id for a new event", index: index)
             }
-            let position = head.position + 1
+            position += 1
             do {
-                try project(event, position: position, txn: txn, counters: &delta)
+                try apply(event.facts, id: event.id, position: position, overlay: &overlay, undo: &undo, delta: &delta, txn: txn)
             } catch let e as LedgerError {
                 throw e.at(index: index)
             }
-            let record = StoredEvent.canonicalRecord(event: event.canonical, position: position, recordedAt: stamp)
-            var sha = SHA256()
-            sha.update(data: head.hash)
-            sha.update(data: record)
-            let hash = Array(sha.finalize())
-            try txn.put(events, key: position, value: hash + record, flags: .append)
-            try txn.put(ids, key: idKey, value: Ledger.encodeUInt64(position), flags: .noOverwrite)
-            head = Head(position: position, hash: hash)
+            accepted.append(index)
             results.append(AppendResult(position: position, duplicate: false))
         }
+        var hash = head.hash
+        for (k, index) in accepted.enumerated() {
+            let event = request[index]
+            let position = head.position + UInt64(k) + 1
+            let record = StoredEvent.canonicalRecord(event: event.canonical, position: position, recordedAt: stamp)
+            var sha = SHA256()
+            sha.update(data: hash)
+            sha.update(data: record)
+            hash = Array(sha.finalize())
+            try txn.put(events, key: position, value: StoredEvent.value(hash: hash, facts: event.facts, record: record), flags: .append)
+        }
+        head = Head(position: position, hash: hash)
         return results
-    }
-
-    /// Applies `event` (at `position`) to its case and to the projections' rows in `txn`: the case's
-    /// record (state and event positions) and the duration samples are written; counter changes are
-    /// added to `counters`. The one path of both ingestion and rebuild.
-    func project(_ event: Event, position: UInt64, txn: WriteTransaction, counters: inout [CounterKey: Int64]) throws {
-        let caseKey = Array(event.caseID.utf8)
-        let before = try txn.get(cases, key: caseKey).flatMap(CaseRecord.decode)
-        var eventDelta = ProjectionDelta()
-        let after = try CaseMachine.apply(event, to: before?.state, window: window, delta: &eventDelta)
-        try txn.put(cases, key: caseKey, value: CaseRecord(state: after, positions: (before?.positions ?? []) + [position]).encoded())
-        for d in eventDelta.durations {
-            try txn.put(durations, key: Ledger.durationKey(d.measure, d.seconds, position), value: [])
-        }
-        eventDelta.apply(to: &counters)
-    }
-
-    /// Writes the counters `delta` changes (base + delta), deleting those that become zero.
-    private func writeCounters(_ delta: [CounterKey: Int64], base: [CounterKey: Int64], txn: WriteTransaction) throws {
-        for (k, v) in delta where v != 0 {
-            let n = base[k, default: 0] + v
-            if n == 0 {
-                try txn.delete(projections, key: k.encoded)
-            } else {
-                try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: n)))
-            }
-        }
-    }
-
-    static func merge(_ delta: [CounterKey: Int64], into counters: inout [CounterKey: Int64]) {
-        for (k, v) in delta where v != 0 {
-            let n = counters[k, default: 0] + v
-            counters[k] = n == 0 ? nil : n
-        }
     }
 
     // MARK: Encoding
@@ -422,6 +496,10 @@ public final class Ledger: Sendable {
     static func encodeUInt64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
 
     static func decodeUInt64(_ b: [UInt8]) -> UInt64 {
+        b.withUnsafeBytes { decodeUInt64($0) }
+    }
+
+    static func decodeUInt64(_ b: UnsafeRawBufferPointer) -> UInt64 {
         guard b.count >= 8 else { return 0 }
         var v: UInt64 = 0
         for k in 0..<8 { v = v << 8 | UInt64(b[k]) }

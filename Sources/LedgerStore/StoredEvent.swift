@@ -18,6 +18,37 @@ public struct StoredEvent: Sendable, Equatable {
         self.canonical = canonical
     }
 
+    /// Reads an `events` value: hash (32 bytes) ‖ length of the facts (1 byte) ‖ the event's
+    /// `EventFacts` ‖ C_N. Nil when the value is not shaped like one.
+    init?(position: UInt64, value v: UnsafeRawBufferPointer) {
+        guard let offset = StoredEvent.canonicalOffset(v) else { return nil }
+        self.init(position: position, hash: Array(v[0..<32]), canonical: Array(v[offset...]))
+    }
+
+    /// Where C_N starts in an `events` value, or nil.
+    static func canonicalOffset(_ v: UnsafeRawBufferPointer) -> Int? {
+        guard v.count > 33, 33 + Int(v[32]) <= v.count else { return nil }
+        return 33 + Int(v[32])
+    }
+
+    /// The facts stored in an `events` value, or nil.
+    static func facts(in v: UnsafeRawBufferPointer) -> EventFacts? {
+        guard let offset = canonicalOffset(v) else { return nil }
+        return EventFacts.decode(UnsafeRawBufferPointer(rebasing: v[33..<offset]))
+    }
+
+    /// The `events` value of an accepted event.
+    static func value(hash: [UInt8], facts: EventFacts, record: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(33 + 48 + record.count)
+        out.append(contentsOf: hash)
+        out.append(0)
+        facts.encode(into: &out)
+        out[32] = UInt8(out.count - 33)
+        out.append(contentsOf: record)
+        return out
+    }
+
     /// Builds C_N for an accepted event.
     public static func canonicalRecord(event: [UInt8], position: UInt64, recordedAt: String) -> [UInt8] {
         var w = CanonicalJSON(capacity: event.count + 64)

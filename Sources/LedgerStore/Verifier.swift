@@ -39,12 +39,20 @@ extension Ledger {
             while true {
                 let chunk = try read(from: expected, limit: 4096)
                 if chunk.isEmpty { break }
-                // Look up the id index for this chunk in one snapshot.
-                let idPositions: [UInt64?] = try environment.read { txn in
-                    try chunk.map { e -> UInt64? in
+                // Look up the id index and the stored facts for this chunk in one snapshot. The index
+                // holds the ids up to the checkpoint; the later ones are replayed from the log.
+                let (checkpoint, idPositions, storedFacts): (UInt64, [UInt64?], [EventFacts?]) = try environment.read { txn in
+                    let checkpoint = try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0
+                    let positions = try chunk.map { e -> UInt64? in
                         guard let parsed = try? Event.validate(json: Array(e.event)) else { return nil }
                         return try txn.get(ids, key: Array(parsed.id.utf8)).map(Ledger.decodeUInt64)
                     }
+                    let facts = try chunk.map { e in
+                        try withUnsafeBytes(of: e.position.bigEndian) { k in
+                            try txn.withValue(events, key: k) { StoredEvent.facts(in: $0) } ?? nil
+                        }
+                    }
+                    return (checkpoint, positions, facts)
                 }
                 for (k, e) in chunk.enumerated() {
                     if e.position != expected {
@@ -83,7 +91,10 @@ extension Ledger {
                     guard hash == e.hash else {
                         return fail(e.position, "the hash does not match: stored \(e.hashHex), recomputed \(Hex.string(hash)); the event or one before it was changed")
                     }
-                    guard idPositions[k] == e.position else {
+                    guard storedFacts[k] == event.facts else {
+                        return fail(e.position, "the event's stored facts (what replays read) differ from its JSON")
+                    }
+                    guard e.position > checkpoint || idPositions[k] == e.position else {
                         return fail(e.position, "the id index maps \"\(event.id)\" to \(idPositions[k].map(String.init) ?? "nothing"), not to \(e.position)")
                     }
                     do { try replay.apply(event) } catch {
@@ -109,9 +120,11 @@ extension Ledger {
             if stored.hash != prev.hash {
                 return fail(stored.position, "the stored head hash \(stored.hashHex) differs from the recomputed \(prev.hashHex)")
             }
-            let idCount = try environment.read { txn in try txn.count(ids) }
-            if idCount != Int(prev.position) {
-                return fail(prev.position, "the id index holds \(idCount) ids for \(prev.position) events")
+            let (idCount, checkpoint) = try environment.read { txn in
+                (try txn.count(ids), try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0)
+            }
+            if idCount != Int(checkpoint) {
+                return fail(prev.position, "the id index holds \(idCount) ids for the \(checkpoint) events up to the checkpoint")
             }
             if let problem = try compareProjections(with: replay, head: prev, casePositions: casePositions) {
                 if problem.hasPrefix("the head moved"), rounds < 100 { continue }

@@ -31,12 +31,12 @@ struct Replay: ParsableCommand {
             do { ledger = try Ledger(directory: data.dataDir, options: options) } catch {
                 throw Failure("\(error)")
             }
-            let before = try ledger.storedProjections()
+            let before = try ledger.currentProjections()
             let started = Progress.now()
             try ledger.rebuildProjections { done, total in progress.update(done, of: total) }
             let seconds = Progress.now() - started
             progress.finish()
-            let after = try ledger.storedProjections()
+            let after = try ledger.currentProjections()
             let n = after.head.position
             print("replay: \(n) events in \(String(format2: seconds)) s (\(Int(Double(n) / max(seconds, 1e-9))) events/s); projections at position \(n), head \(after.head.hashHex)")
             if before == after {

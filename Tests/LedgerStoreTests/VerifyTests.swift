@@ -36,8 +36,9 @@ struct VerifyTests {
         try tamper(dir) { env, events, _ in
             try env.write { txn throws in
                 var v = try txn.get(events, key: 4)!
-                let s = String(decoding: v[32...], as: UTF8.self).replacingOccurrences(of: "\"household_size\":3", with: "\"household_size\":4")
-                v = Array(v[0..<32]) + Array(s.utf8)
+                let c = 33 + Int(v[32])  // hash ‖ facts length ‖ facts ‖ C
+                let s = String(decoding: v[c...], as: UTF8.self).replacingOccurrences(of: "\"household_size\":3", with: "\"household_size\":4")
+                v = Array(v[0..<c]) + Array(s.utf8)
                 try txn.put(events, key: 4, value: v)
             }
         }
@@ -73,10 +74,11 @@ struct VerifyTests {
         try tamper(dir) { env, events, _ in
             try env.write { txn throws in
                 let v = try txn.get(events, key: 10)!
-                var s = Array(v[32...])
+                let c = 33 + Int(v[32])  // hash ‖ facts length ‖ facts ‖ C
+                var s = Array(v[c...])
                 let text = String(decoding: s, as: UTF8.self).replacingOccurrences(of: "\"VEN\"", with: "\"COL\"")
                 s = Array(text.utf8)
-                try txn.put(events, key: 10, value: Array(v[0..<32]) + s)
+                try txn.put(events, key: 10, value: Array(v[0..<c]) + s)
             }
         }
         #expect(try verify(dir).problem?.position == 10)

@@ -1,0 +1,151 @@
+import LedgerCore
+import LMDBKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One duration sample not yet checkpointed.
+struct DurationSample: Equatable {
+    var measure: Measure
+    var seconds: Int64
+    var position: UInt64
+
+    /// measure ‖ seconds (sign bit flipped, so keys sort numerically) ‖ position.
+    var key: [UInt8] { Ledger.durationKey(measure, seconds, position) }
+}
+
+/// What the events after the last checkpoint changed: the case records, ids and duration samples
+/// that are not in their databases yet. The counters are kept whole, beside it.
+///
+/// The stored `cases`, `ids`, `durations` and `projections` reflect the log up to `checkpoint`
+/// (`meta.projected`); stored plus overlay reflect the head. An append writes only its events and
+/// the head; every `checkpointEvents` events one append's transaction also writes the overlay
+/// (sorted, so each B-tree page is rewritten once per checkpoint instead of once per event). After
+/// a crash the overlay is rebuilt by replaying the events after the checkpoint: they are in the log.
+struct Overlay {
+    var checkpoint: UInt64
+    var cases: [String: CaseRecord] = [:]
+    var ids: [String: UInt64] = [:]
+    var durations: [DurationSample] = []
+
+    init(checkpoint: UInt64, capacity: Int = 0) {
+        self.checkpoint = checkpoint
+        cases.reserveCapacity(capacity)
+        ids.reserveCapacity(capacity)
+    }
+
+    /// Changes made by requests that may still fail, newest last, to take back.
+    struct Undo {
+        var cases: [(id: String, previous: CaseRecord?)] = []
+        var ids: [String] = []
+        var durations = 0
+    }
+
+    mutating func rollBack(_ undo: Undo) {
+        for (id, previous) in undo.cases.reversed() { cases[id] = previous }
+        for id in undo.ids { ids[id] = nil }
+        durations.removeLast(durations.count - undo.durations)
+    }
+}
+
+extension Ledger {
+    /// The case's record: the overlay's, else the stored one.
+    func caseRecord(_ id: String, overlay: Overlay, txn: some Transaction) throws -> CaseRecord? {
+        if let r = overlay.cases[id] { return r }
+        return try id.utf8.withContiguousStorageIfAvailable { key in
+            try txn.withValue(cases, key: UnsafeRawBufferPointer(key)) { CaseRecord.decode($0) } ?? nil
+        } ?? txn.get(cases, key: Array(id.utf8)).flatMap(CaseRecord.decode)
+    }
+
+    /// The position of the event with `id`: from the overlay, else the `ids` index.
+    func position(ofID id: String, overlay: Overlay, txn: some Transaction) throws -> UInt64? {
+        if let p = overlay.ids[id] { return p }
+        return try id.utf8.withContiguousStorageIfAvailable { key in
+            try txn.withValue(ids, key: UnsafeRawBufferPointer(key)) { Ledger.decodeUInt64($0) }
+        } ?? txn.get(ids, key: Array(id.utf8)).map { Ledger.decodeUInt64($0) }
+    }
+
+    /// Applies the event with `facts` and `id` at `position` to its case in `overlay` (noting in
+    /// `undo` what it replaced) and adds its effect to `delta`. The one path of appending and of
+    /// catching up after the checkpoint.
+    /// - Throws: `LedgerError` when the case does not allow the event; nothing is changed then.
+    func apply(_ facts: EventFacts, id: String, position: UInt64, overlay: inout Overlay, undo: inout Overlay.Undo,
+               delta: inout ProjectionDelta, txn: some Transaction) throws {
+        let before = try caseRecord(facts.caseID, overlay: overlay, txn: txn)
+        let samplesBefore = delta.durations.count
+        let after = try CaseMachine.apply(facts, to: before?.state, window: window, delta: &delta)
+        var positions = before?.positions ?? []
+        positions.append(position)
+        undo.cases.append((facts.caseID, overlay.cases.updateValue(CaseRecord(state: after, positions: positions), forKey: facts.caseID)))
+        overlay.ids[id] = position
+        undo.ids.append(id)
+        for d in delta.durations[samplesBefore...] {
+            overlay.durations.append(DurationSample(measure: d.measure, seconds: d.seconds, position: position))
+        }
+    }
+
+    /// Replays the events after `overlay.checkpoint` up to `head` into `overlay` and `counters`,
+    /// reading from `txn`: after a crash, at open, and for readers in other processes.
+    func catchUp(to head: UInt64, overlay: inout Overlay, counters: inout [CounterKey: Int64],
+                 txn: some Transaction) throws {
+        guard head > overlay.checkpoint else { return }
+        var undo = Overlay.Undo()
+        var delta = ProjectionDelta()
+        try txn.scan(events, from: overlay.checkpoint + 1) { key, value in
+            let position = Ledger.decodeUInt64(key)
+            guard position <= head else { return false }
+            guard let facts = StoredEvent.facts(in: value), let stored = StoredEvent(position: position, value: value) else {
+                throw StoreError("the event at position \(position) cannot be read; run `ledgerctl verify`")
+            }
+            let id: String
+            do { id = try stored.decodedEvent().id } catch {
+                throw StoreError("the event at position \(position) is not valid: \(error); run `ledgerctl verify`")
+            }
+            delta.increments.removeAll(keepingCapacity: true)
+            delta.durations.removeAll(keepingCapacity: true)
+            do {
+                try apply(facts, id: id, position: position, overlay: &overlay, undo: &undo, delta: &delta, txn: txn)
+            } catch let e as LedgerError {
+                throw StoreError("the log breaks the case rules at position \(position): \(e.message); run `ledgerctl verify`")
+            }
+            delta.apply(to: &counters)
+            undo = Overlay.Undo()
+            return true
+        }
+    }
+
+    /// Writes the overlay and `counters` into their databases and marks them as reflecting `head`.
+    /// Keys are written in sorted order.
+    func writeCheckpoint(_ overlay: Overlay, counters: [CounterKey: Int64], head: UInt64, txn: WriteTransaction) throws {
+        for (key, record) in Ledger.sortedByKey(overlay.cases) {
+            try txn.put(cases, key: key, value: record.encoded())
+        }
+        for (key, position) in Ledger.sortedByKey(overlay.ids) {
+            try txn.put(ids, key: key, value: Ledger.encodeUInt64(position))
+        }
+        for key in overlay.durations.map(\.key).sorted(by: Ledger.bytesPrecede) {
+            try txn.put(durations, key: key, value: [])
+        }
+        for (k, v) in counters.sorted(by: { $0.key < $1.key }) {
+            if v == 0 {
+                _ = try txn.delete(projections, key: k.encoded)
+            } else {
+                try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
+            }
+        }
+        try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head))
+    }
+
+    /// The entries of `map` with their keys as UTF-8 bytes, in LMDB's key order.
+    static func sortedByKey<V>(_ map: [String: V]) -> [(key: [UInt8], value: V)] {
+        map.map { (Array($0.key.utf8), $0.value) }.sorted { bytesPrecede($0.key, $1.key) }
+    }
+
+    /// LMDB's default key order: memcmp, then the shorter first.
+    static func bytesPrecede(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        let n = min(a.count, b.count)
+        let c = a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in memcmp(x.baseAddress!, y.baseAddress!, n) } }
+        return c != 0 ? c < 0 : a.count < b.count
+    }
+
+}

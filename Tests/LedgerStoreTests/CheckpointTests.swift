@@ -1,0 +1,119 @@
+import LedgerCore
+import LedgerStore
+import LedgerTestSupport
+import Testing
+
+/// The stored projections lag the head by at most `checkpointEvents`; the events after the
+/// checkpoint live in memory and are replayed from the log by a new writer or a reader.
+@Suite("Checkpoints")
+struct CheckpointTests {
+    static func options(every n: Int, readOnly: Bool = false) -> Ledger.Options {
+        var o = Ledger.Options()
+        o.checkpointEvents = n
+        o.readOnly = readOnly
+        return o
+    }
+
+    /// Appends `events` in requests of 1 to 30 events, groups of 1 to 3.
+    static func appendAll(_ events: [Event], to ledger: Ledger, seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        var i = 0
+        while i < events.count {
+            var group: [[Event]] = []
+            for _ in 0..<Int.random(in: 1...3, using: &rng) where i < events.count {
+                let n = min(Int.random(in: 1...30, using: &rng), events.count - i)
+                group.append(Array(events[i..<(i + n)]))
+                i += n
+            }
+            for r in ledger.append(group) {
+                if case .failure(let e) = r { Issue.record("a valid request failed: \(e)") }
+            }
+        }
+    }
+
+    @Test("reopened writers and readers see the head; duplicates and conflicts across the checkpoint",
+          arguments: [1, 2, 3] as [UInt64])
+    func acrossCheckpoints(seed: UInt64) throws {
+        let events = RandomHistory.events(seed: seed, cases: 120)
+        let half = events.count / 2
+        let dir = TemporaryDirectory()
+        let path = dir.file("data")
+        var expected: JSONObject
+        do {
+            let ledger = try Ledger(directory: path, options: Self.options(every: 37))
+            Self.appendAll(Array(events[..<half]), to: ledger, seed: seed)
+            expected = try ledger.report()
+            let checkpoint = try ledger.checkpointPosition()
+            #expect(checkpoint >= 37 && checkpoint <= UInt64(half), "checkpoint at \(checkpoint) of \(half)")
+            // Dropped without a final checkpoint, as after a crash.
+        }
+        do {
+            let reader = try Ledger(directory: path, options: Self.options(every: 37, readOnly: true))
+            #expect(try reader.report() == expected, "a reader replays the events after the checkpoint")
+            let verify = try reader.verify()
+            #expect(verify.ok, "\(String(describing: verify.problem))")
+        }
+        do {
+            let ledger = try Ledger(directory: path, options: Self.options(every: 37))
+            #expect(try ledger.report() == expected, "a new writer replays the events after the checkpoint")
+            Self.appendAll(Array(events[half...]), to: ledger, seed: seed + 100)
+
+            // Every event again, in one request: all duplicates, at their first positions.
+            let again = ledger.append([events])
+            guard case .success(let results) = again[0] else { Issue.record("re-append failed: \(again)"); return }
+            #expect(results.allSatisfy { $0.duplicate })
+            #expect(results.map(\.position) == Array(1...UInt64(events.count)))
+
+            // The same ids with other content: id_conflict, for an old event and for a recent one.
+            for original in [events[0], events[events.count - 1]] {
+                let other = try TestEvents.event(id: original.id, caseID: "C-other", at: "2023-08-01T00:00:00Z")
+                let r = ledger.append([[other]])
+                guard case .failure(let e) = r[0] else { Issue.record("a conflicting id was accepted"); continue }
+                #expect(e.code == .idConflict)
+            }
+
+            var replay = Replay(window: ledger.window)
+            for e in events { try replay.apply(e) }
+            let head = try ledger.head()
+            #expect(head.position == UInt64(events.count))
+            #expect(try ledger.report() == replay.report(position: head.position, headHash: head.hashHex))
+            #expect(try ledger.compareProjections(with: replay, head: head) == nil)
+            #expect(try ledger.verify().ok)
+
+            // A rebuild and a final checkpoint change nothing that can be seen.
+            let before = try ledger.currentProjections()
+            try ledger.rebuildProjections()
+            #expect(try ledger.currentProjections() == before)
+            try ledger.checkpoint()
+            #expect(try ledger.checkpointPosition() == head.position)
+            #expect(try ledger.currentProjections() == before)
+            expected = try ledger.report()
+        }
+        let reader = try Ledger(directory: path, options: Self.options(every: 37, readOnly: true))
+        #expect(try reader.report() == expected)
+        #expect(try reader.verify().ok)
+        for e in [events[0], events[events.count - 1]] {
+            let (state, stored) = try reader.caseHistory(e.caseID)
+            #expect(state != nil)
+            #expect(stored.contains { $0.event.elementsEqual(e.canonical) })
+        }
+    }
+
+    @Test func aFailedRequestLeavesNoTraceInMemory() throws {
+        try withTemporaryLedger(options: Self.options(every: 5)) { ledger, _ in
+            let first = try TestEvents.event(id: "a1", caseID: "C-1", at: "2023-07-01T00:00:00Z")
+            #expect(throws: Never.self) { try ledger.append([[first]])[0].get() }
+            // A request whose second event fails: its first event (a new case) must not remain.
+            let newCase = try TestEvents.event(id: "b1", caseID: "C-2", at: "2023-07-01T00:00:00Z")
+            let bad = try TestEvents.event(id: "a2", caseID: "C-1", at: "2023-07-02T00:00:00Z")
+            let r = ledger.append([[newCase, bad]])
+            guard case .failure(let e) = r[0] else { Issue.record("accepted a second AppointmentRequested"); return }
+            #expect(e.code == .invalidTransition && e.index == 1)
+            #expect(try ledger.caseHistory("C-2").state == nil)
+            // Its ids are free again.
+            let retry = ledger.append([[newCase]])
+            #expect(try retry[0].get() == [AppendResult(position: 2, duplicate: false)])
+            #expect(try ledger.verify().ok)
+        }
+    }
+}
