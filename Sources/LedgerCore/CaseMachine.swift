@@ -18,33 +18,49 @@ public enum CaseMachine {
     ///   (a value that is out of range only given the case, such as `persons` over the household).
     public static func apply(_ e: EventFacts, to before: CaseState?, window: ReportWindow,
                              delta: inout ProjectionDelta) throws(LedgerError) -> CaseState {
-        let version = before?.version ?? 0
-        if e.expectedVersion >= 0, UInt64(e.expectedVersion) != version {
-            throw LedgerError(.versionConflict, "case \(e.caseID) has \(version) events, the event expected \(e.expectedVersion); read the case and retry")
+        if var s = before {
+            try apply(e, existing: &s, window: window, delta: &delta)
+            return s
         }
-        var s: CaseState
-        if let before {
-            guard e.type != .appointmentRequested else {
-                throw LedgerError(.invalidTransition, "case \(e.caseID) already exists (it is `\(before.status.name)`); AppointmentRequested starts a new case")
-            }
-            guard e.at >= before.lastAt else {
-                throw LedgerError(.invalidTransition, "case \(e.caseID)'s previous event is at \(before.lastAt); \(e.type.rawValue) at \(e.at) may not be earlier")
-            }
-            s = before
-        } else {
-            guard e.type == .appointmentRequested else {
-                throw LedgerError(.invalidTransition, "case \(e.caseID) does not exist; its first event must be AppointmentRequested, not \(e.type.rawValue)")
-            }
-            s = CaseState(status: .requested, version: 0, lastAt: e.at, householdSize: e.householdSize,
+        if e.expectedVersion >= 0, e.expectedVersion != 0 {
+            throw LedgerError(.versionConflict, "case \(e.caseID) has 0 events, the event expected \(e.expectedVersion); read the case and retry")
+        }
+        guard e.type == .appointmentRequested else {
+            throw LedgerError(.invalidTransition, "case \(e.caseID) does not exist; its first event must be AppointmentRequested, not \(e.type.rawValue)")
+        }
+        var s = CaseState(status: .requested, version: 0, lastAt: e.at, householdSize: e.householdSize,
                           office: e.office, nationality: e.nationality, requestedAt: e.at, firstInterviewAt: nil,
                           referredOnce: false, stages: 0, pathwayStages: 0, referrals: [])
-        }
         try transition(e, &s, &delta)
+        finish(e, &s, from: nil, window: window, &delta)
+        return s
+    }
+
+    /// Applies the event with `facts` to an existing case's state in place (what a replay does,
+    /// without copying the state). Throws before changing anything when the event is not allowed.
+    public static func apply(_ e: EventFacts, existing s: inout CaseState, window: ReportWindow,
+                             delta: inout ProjectionDelta) throws(LedgerError) {
+        if e.expectedVersion >= 0, UInt64(e.expectedVersion) != s.version {
+            throw LedgerError(.versionConflict, "case \(e.caseID) has \(s.version) events, the event expected \(e.expectedVersion); read the case and retry")
+        }
+        guard e.type != .appointmentRequested else {
+            throw LedgerError(.invalidTransition, "case \(e.caseID) already exists (it is `\(s.status.name)`); AppointmentRequested starts a new case")
+        }
+        guard e.at >= s.lastAt else {
+            throw LedgerError(.invalidTransition, "case \(e.caseID)'s previous event is at \(s.lastAt); \(e.type.rawValue) at \(e.at) may not be earlier")
+        }
+        let before = s.status
+        try transition(e, &s, &delta)
+        finish(e, &s, from: before, window: window, &delta)
+    }
+
+    /// The version, the last `at`, the case states now and the event's week.
+    @inline(__always)
+    private static func finish(_ e: EventFacts, _ s: inout CaseState, from before: CaseStatus?, window: ReportWindow,
+                               _ delta: inout ProjectionDelta) {
         s.version += 1
         s.lastAt = e.at
-
-        // Case states now, and the event's week.
-        if let before { delta.add(CounterKey(.states, 0, before.status.rawValue, .count), -1) }
+        if let before { delta.add(CounterKey(.states, 0, before.rawValue, .count), -1) }
         delta.add(CounterKey(.states, 0, s.status.rawValue, .count), 1)
         let day = e.at.dayNumber
         if window.contains(day: day) {
@@ -52,7 +68,6 @@ public enum CaseMachine {
         } else {
             delta.add(CounterKey(.outside, 0, e.type.index, .count), 1)
         }
-        return s
     }
 
     /// The case reaches a case stage: counted once per case, persons = household size.

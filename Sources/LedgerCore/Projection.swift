@@ -39,6 +39,8 @@ public struct CounterKey: Hashable, Sendable, Comparable {
         raw = UInt64(dimension.rawValue) << 56 | UInt64(slot) << 48 | UInt64(metric.rawValue) << 40 | UInt64(code)
     }
 
+    public init(raw: UInt64) { self.raw = raw }
+
     public var dimension: Dimension { Dimension(rawValue: UInt8(raw >> 56)) ?? .all }
     public var slot: UInt8 { UInt8(truncatingIfNeeded: raw >> 48) }
     public var metric: Metric { Metric(rawValue: UInt8(truncatingIfNeeded: raw >> 40)) ?? .count }
@@ -112,6 +114,10 @@ public struct ProjectionDelta: Sendable {
     /// `CounterKey.nonZero`).
     public func apply(to counters: inout [CounterKey: Int64]) {
         for (k, v) in increments { counters[k, default: 0] += v }
+    }
+
+    public func apply(to counters: inout CounterTable) {
+        for (k, v) in increments { counters.add(k, v) }
     }
 }
 

@@ -151,9 +151,16 @@ public struct SampleArrays: DurationSamples, Sendable {
 public struct Replay: Sendable {
     public let window: ReportWindow
     public let asOf: Instant?
-    public private(set) var cases: [String: CaseState] = [:]
-    public private(set) var counters: [CounterKey: Int64] = [:]
+    /// Each case's state, by case id.
+    public private(set) var cases = StringTable<CaseState>(capacity: 1 << 16)
+    public private(set) var counters = CounterTable()
     public private(set) var durations = SampleArrays()
+    /// With `keepsPositions`: each applied event's position and its case's index in `cases`, and
+    /// every duration sample with the position of the event that made it.
+    public private(set) var eventPositions: [UInt64] = []
+    public private(set) var eventCases: [Int32] = []
+    public private(set) var samples: [(measure: Measure, seconds: Int64, position: UInt64)] = []
+    public let keepsPositions: Bool
     /// Events applied, and skipped for being after `asOf`.
     public private(set) var applied = 0
     public private(set) var skipped = 0
@@ -162,10 +169,11 @@ public struct Replay: Sendable {
     /// `asOf` as written, for the report.
     private let asOfText: Timestamp?
 
-    public init(window: ReportWindow, asOf: Timestamp? = nil) {
+    public init(window: ReportWindow, asOf: Timestamp? = nil, keepsPositions: Bool = false) {
         self.window = window
         self.asOf = asOf?.instant
         asOfText = asOf
+        self.keepsPositions = keepsPositions
     }
 
     /// Applies the next event of the log.
@@ -177,28 +185,55 @@ public struct Replay: Sendable {
         try apply(event.facts)
     }
 
-    /// Applies the next event of the log, given its facts.
+    /// Applies the next event of the log, given its facts (and its position, with `keepsPositions`).
     @discardableResult
-    public mutating func apply(_ event: EventFacts) throws(LedgerError) -> [(measure: Measure, seconds: Int64)] {
+    public mutating func apply(_ event: EventFacts, position: UInt64 = 0) throws(LedgerError) -> [(measure: Measure, seconds: Int64)] {
         if let asOf, event.at > asOf {
             skipped += 1
             return []
         }
         scratch.increments.removeAll(keepingCapacity: true)
         scratch.durations.removeAll(keepingCapacity: true)
-        let index = cases.index(forKey: event.caseID)
-        let next = try CaseMachine.apply(event, to: index.map { cases.values[$0] }, window: window, delta: &scratch)
-        if let index { cases.values[index] = next } else { cases[event.caseID] = next }
+        let index: Int
+        if let i = cases.index(of: event.caseID) {
+            try CaseMachine.apply(event, existing: &cases.values[i], window: window, delta: &scratch)
+            index = i
+        } else {
+            let state = try CaseMachine.apply(event, to: nil, window: window, delta: &scratch)
+            index = cases.index(of: event.caseID) { state }
+        }
+        if keepsPositions {
+            eventPositions.append(position)
+            eventCases.append(Int32(index))
+        }
         scratch.apply(to: &counters)
-        for d in scratch.durations { durations.add(d.measure, d.seconds) }
+        for d in scratch.durations {
+            durations.add(d.measure, d.seconds)
+            if keepsPositions { samples.append((d.measure, d.seconds, position)) }
+        }
         applied += 1
         return scratch.durations
+    }
+
+    /// With `keepsPositions`: the positions of each case's events, in order, as one array and the
+    /// offsets of each case's run in it (case `i` has `positions[offsets[i]..<offsets[i + 1]]`).
+    public func casePositions() -> (offsets: [Int], positions: [UInt64]) {
+        var offsets = [Int](repeating: 0, count: cases.count + 1)
+        for c in eventCases { offsets[Int(c) + 1] += 1 }
+        for i in 0..<cases.count { offsets[i + 1] += offsets[i] }
+        var next = offsets
+        var positions = [UInt64](repeating: 0, count: eventCases.count)
+        for (k, c) in eventCases.enumerated() {
+            positions[next[Int(c)]] = eventPositions[k]
+            next[Int(c)] += 1
+        }
+        return (offsets, positions)
     }
 
     /// The report at this point of the replay.
     public mutating func report(position: UInt64, headHash: String) throws -> JSONObject {
         durations.sort()
-        return try PilotReport.render(counters: counters, durations: durations, position: position,
+        return try PilotReport.render(counters: counters.nonZero, durations: durations, position: position,
                                       headHash: headHash, asOf: asOfText, window: window)
     }
 }

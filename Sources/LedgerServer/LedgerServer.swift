@@ -57,6 +57,8 @@ public final class LedgerServer: Sendable {
     public func start() async throws {
         let path = context.configuration.socket
         try LedgerServer.prepareSocketPath(path)
+        let staging = path + ".new"
+        unlink(staging)
         context.readPool.start()
         context.writer.start()
         let ctx = context
@@ -73,8 +75,16 @@ public final class LedgerServer: Sendable {
                     self.track(channel)
                 }
             }
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
-        chmod(path, 0o660)
+            .bind(unixDomainSocketPath: staging, cleanupExistingSocketFile: false).get()
+        // Bound under a temporary name, given its mode, then renamed: the socket never appears
+        // at `path` with the default mode, not even for a moment.
+        chmod(staging, 0o660)
+        guard rename(staging, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? await server.close()
+            unlink(staging)
+            throw StartError(description: "cannot move the socket into place at \(path): \(reason); check the directory's permissions")
+        }
         state.withLock { $0.server = server }
         if let exposition, !context.configuration.metricsAddress.isEmpty {
             let m = try await MetricsEndpoint.bind(address: context.configuration.metricsAddress, group: group, exposition: exposition)

@@ -53,7 +53,7 @@ public final class Ledger: Sendable {
     struct WriterState {
         var head: Head
         /// The projection counters at the head.
-        var counters: [CounterKey: Int64]
+        var counters: CounterTable
         /// What changed after the checkpoint (empty for a read-only ledger, whose readers replay it).
         var overlay: Overlay
     }
@@ -130,7 +130,7 @@ public final class Ledger: Sendable {
             throw StoreError("cannot read the ledger's head in \(directory): \(error)")
         }
         window = state.1
-        writer = Mutex(WriterState(head: state.0, counters: [:], overlay: Overlay(checkpoint: state.0.position)))
+        writer = Mutex(WriterState(head: state.0, counters: CounterTable(), overlay: Overlay(checkpoint: state.0.position)))
         do {
             if state.2 {
                 try rebuildProjections(progress: options.rebuildProgress)
@@ -282,7 +282,7 @@ public final class Ledger: Sendable {
     /// The head, the counters and the overlay that go with one read snapshot.
     struct CurrentState {
         var head: Head
-        var counters: [CounterKey: Int64]
+        var counters: CounterTable
         var overlay: Overlay
     }
 
@@ -309,7 +309,7 @@ public final class Ledger: Sendable {
                     var overlay = Overlay(checkpoint: state.overlay.checkpoint)
                     overlay.durations = state.overlay.durations
                     if let wanted {
-                        for id in wanted { overlay.cases[id] = state.overlay.cases[id] }
+                        for id in wanted { if let r = state.overlay.caseRecord(id) { _ = overlay.setCase(id, r) } }
                     } else {
                         overlay.cases = state.overlay.cases
                         overlay.ids = state.overlay.ids

@@ -24,14 +24,31 @@ struct DurationSample: Equatable {
 /// a crash the overlay is rebuilt by replaying the events after the checkpoint: they are in the log.
 struct Overlay {
     var checkpoint: UInt64
-    var cases: [String: CaseRecord] = [:]
-    var ids: [String: UInt64] = [:]
+    /// The case records changed after the checkpoint (nil: taken back, the stored one holds).
+    var cases: StringTable<CaseRecord?>
+    /// The positions of the events after the checkpoint by id (0: taken back).
+    var ids: StringTable<UInt64>
     var durations: [DurationSample] = []
 
-    init(checkpoint: UInt64, capacity: Int = 0) {
+    init(checkpoint: UInt64, capacity: Int = 16) {
         self.checkpoint = checkpoint
-        cases.reserveCapacity(capacity)
-        ids.reserveCapacity(capacity)
+        cases = StringTable(capacity: capacity)
+        ids = StringTable(capacity: capacity)
+    }
+
+    func caseRecord(_ id: String) -> CaseRecord?? {
+        cases.index(of: id).map { cases.values[$0] }
+    }
+
+    mutating func setCase(_ id: String, _ record: CaseRecord?) -> CaseRecord? {
+        let i = cases.index(of: id) { nil }
+        defer { cases.values[i] = record }
+        return cases.values[i]
+    }
+
+    func position(ofID id: String) -> UInt64? {
+        guard let i = ids.index(of: id), ids.values[i] != 0 else { return nil }
+        return ids.values[i]
     }
 
     /// Changes made by requests that may still fail, newest last, to take back.
@@ -42,16 +59,32 @@ struct Overlay {
     }
 
     mutating func rollBack(_ undo: Undo) {
-        for (id, previous) in undo.cases.reversed() { cases[id] = previous }
-        for id in undo.ids { ids[id] = nil }
+        for (id, previous) in undo.cases.reversed() { _ = setCase(id, previous) }
+        for id in undo.ids { if let i = ids.index(of: id) { ids.values[i] = 0 } }
         durations.removeLast(durations.count - undo.durations)
+    }
+
+    /// The case records to store, sorted by key (LMDB's order).
+    var sortedCases: [(key: [UInt8], value: CaseRecord)] {
+        var out: [(key: [UInt8], value: CaseRecord)] = []
+        out.reserveCapacity(cases.count)
+        for (i, id) in cases.keys.enumerated() { if let r = cases.values[i] { out.append((Array(id.utf8), r)) } }
+        return out.sorted { Ledger.bytesPrecede($0.key, $1.key) }
+    }
+
+    /// The ids to store, sorted by key.
+    var sortedIDs: [(key: [UInt8], value: UInt64)] {
+        var out: [(key: [UInt8], value: UInt64)] = []
+        out.reserveCapacity(ids.count)
+        for (i, id) in ids.keys.enumerated() where ids.values[i] != 0 { out.append((Array(id.utf8), ids.values[i])) }
+        return out.sorted { Ledger.bytesPrecede($0.key, $1.key) }
     }
 }
 
 extension Ledger {
     /// The case's record: the overlay's, else the stored one.
     func caseRecord(_ id: String, overlay: Overlay, txn: some Transaction) throws -> CaseRecord? {
-        if let r = overlay.cases[id] { return r }
+        if let r = overlay.caseRecord(id) { return r }
         return try id.utf8.withContiguousStorageIfAvailable { key in
             try txn.withValue(cases, key: UnsafeRawBufferPointer(key)) { CaseRecord.decode($0) } ?? nil
         } ?? txn.get(cases, key: Array(id.utf8)).flatMap(CaseRecord.decode)
@@ -59,7 +92,7 @@ extension Ledger {
 
     /// The position of the event with `id`: from the overlay, else the `ids` index.
     func position(ofID id: String, overlay: Overlay, txn: some Transaction) throws -> UInt64? {
-        if let p = overlay.ids[id] { return p }
+        if let p = overlay.position(ofID: id) { return p }
         return try id.utf8.withContiguousStorageIfAvailable { key in
             try txn.withValue(ids, key: UnsafeRawBufferPointer(key)) { Ledger.decodeUInt64($0) }
         } ?? txn.get(ids, key: Array(id.utf8)).map { Ledger.decodeUInt64($0) }
@@ -76,8 +109,9 @@ extension Ledger {
         let after = try CaseMachine.apply(facts, to: before?.state, window: window, delta: &delta)
         var positions = before?.positions ?? []
         positions.append(position)
-        undo.cases.append((facts.caseID, overlay.cases.updateValue(CaseRecord(state: after, positions: positions), forKey: facts.caseID)))
-        overlay.ids[id] = position
+        undo.cases.append((facts.caseID, overlay.setCase(facts.caseID, CaseRecord(state: after, positions: positions))))
+        let i = overlay.ids.index(of: id) { 0 }
+        overlay.ids.values[i] = position
         undo.ids.append(id)
         for d in delta.durations[samplesBefore...] {
             overlay.durations.append(DurationSample(measure: d.measure, seconds: d.seconds, position: position))
@@ -86,7 +120,7 @@ extension Ledger {
 
     /// Replays the events after `overlay.checkpoint` up to `head` into `overlay` and `counters`,
     /// reading from `txn`: after a crash, at open, and for readers in other processes.
-    func catchUp(to head: UInt64, overlay: inout Overlay, counters: inout [CounterKey: Int64],
+    func catchUp(to head: UInt64, overlay: inout Overlay, counters: inout CounterTable,
                  txn: some Transaction) throws {
         guard head > overlay.checkpoint else { return }
         var undo = Overlay.Undo()
@@ -116,17 +150,17 @@ extension Ledger {
 
     /// Writes the overlay and `counters` into their databases and marks them as reflecting `head`.
     /// Keys are written in sorted order.
-    func writeCheckpoint(_ overlay: Overlay, counters: [CounterKey: Int64], head: UInt64, txn: WriteTransaction) throws {
-        for (key, record) in Ledger.sortedByKey(overlay.cases) {
+    func writeCheckpoint(_ overlay: Overlay, counters: CounterTable, head: UInt64, txn: WriteTransaction) throws {
+        for (key, record) in overlay.sortedCases {
             try txn.put(cases, key: key, value: record.encoded())
         }
-        for (key, position) in Ledger.sortedByKey(overlay.ids) {
+        for (key, position) in overlay.sortedIDs {
             try txn.put(ids, key: key, value: Ledger.encodeUInt64(position))
         }
         for key in overlay.durations.map(\.key).sorted(by: Ledger.bytesPrecede) {
             try txn.put(durations, key: key, value: [])
         }
-        for (k, v) in counters.sorted(by: { $0.key < $1.key }) {
+        for (k, v) in counters.all {
             if v == 0 {
                 _ = try txn.delete(projections, key: k.encoded)
             } else {
@@ -136,9 +170,12 @@ extension Ledger {
         try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head))
     }
 
-    /// The entries of `map` with their keys as UTF-8 bytes, in LMDB's key order.
-    static func sortedByKey<V>(_ map: [String: V]) -> [(key: [UInt8], value: V)] {
-        map.map { (Array($0.key.utf8), $0.value) }.sorted { bytesPrecede($0.key, $1.key) }
+    /// The first 8 bytes of a key, big-endian, zero-padded: ordering by it agrees with LMDB's order
+    /// except between keys that share it.
+    static func keyPrefix(_ key: [UInt8]) -> UInt64 {
+        var v: UInt64 = 0
+        for k in 0..<8 { v = v << 8 | UInt64(k < key.count ? key[k] : 0) }
+        return v
     }
 
     /// LMDB's default key order: memcmp, then the shorter first.

@@ -1,4 +1,5 @@
 public import LedgerCore
+import Dispatch
 import LMDBKit
 import Synchronization
 #if canImport(Glibc)
@@ -20,11 +21,11 @@ extension StoredEvent {
 
 extension Ledger {
     /// The projection counters as stored (at the checkpoint).
-    func storedCounters(_ txn: some Transaction) throws -> [CounterKey: Int64] {
-        var out: [CounterKey: Int64] = [:]
+    func storedCounters(_ txn: some Transaction) throws -> CounterTable {
+        var out = CounterTable()
         try txn.scan(projections, from: nil) { key, value in
             if let k = CounterKey(encoded: Array(key)) {
-                out[k] = Int64(bitPattern: Ledger.decodeUInt64(value))
+                out.add(k, Int64(bitPattern: Ledger.decodeUInt64(value)))
             }
             return true
         }
@@ -58,32 +59,57 @@ extension Ledger {
     public func reportWithExtras(asOf: Timestamp? = nil) throws -> (report: JSONObject, pathwaysByOffice: JSONObject) {
         if let asOf {
             let r = try replayReport(asOf: asOf)
-            return (r.report, PilotReport.pathwaysByOffice(counters: r.replay.counters))
+            return (r.report, PilotReport.pathwaysByOffice(counters: r.replay.counters.nonZero))
         }
         return try withCurrentState { txn, current in
-            let report = try PilotReport.render(counters: current.counters, durations: try samples(txn, overlay: current.overlay),
+            let counters = current.counters.nonZero
+            let report = try PilotReport.render(counters: counters, durations: try samples(txn, overlay: current.overlay),
                                                 position: current.head.position, headHash: current.head.hashHex,
                                                 asOf: nil, window: window)
-            return (report, PilotReport.pathwaysByOffice(counters: current.counters))
+            return (report, PilotReport.pathwaysByOffice(counters: counters))
         }
     }
 
     /// Calls `body` with the position and facts of every event up to `head`, in order, from one
-    /// snapshot: what a replay reads (no JSON is parsed).
+    /// snapshot: what a replay reads (no JSON is parsed). The log is read and the facts decoded on a
+    /// second thread, in chunks, while `body` runs on this one.
     /// - Parameter progress: events done and `head`, every 65,536 events and at the end.
-    func forEachFacts(to head: UInt64, txn: some Transaction, progress: (UInt64, UInt64) -> Void,
+    func forEachFacts(to head: UInt64, txn: ReadTransaction, progress: (UInt64, UInt64) -> Void,
                       _ body: (UInt64, EventFacts) throws -> Void) throws {
-        var n: UInt64 = 0
-        try txn.scan(events, from: 1) { key, value in
-            let position = Ledger.decodeUInt64(key)
-            guard position <= head else { return false }
-            guard let facts = StoredEvent.facts(in: value) else {
-                throw StoreError("the event at position \(position) cannot be read; run `ledgerctl verify`")
+        let channel = FactsChannel(depth: 4)
+        let reader = UncheckedSendable((self, txn))
+        DispatchQueue.global(qos: .userInitiated).async {
+            let (ledger, txn) = reader.value
+            var chunk = FactsChannel.Chunk()
+            do {
+                try txn.scan(ledger.events, from: 1) { key, value in
+                    let position = Ledger.decodeUInt64(key)
+                    guard position <= head else { return false }
+                    guard let facts = StoredEvent.facts(in: value) else {
+                        throw StoreError("the event at position \(position) cannot be read; run `ledgerctl verify`")
+                    }
+                    chunk.append((position, facts))
+                    if chunk.count == FactsChannel.chunkSize {
+                        guard channel.put(chunk) else { return false }
+                        chunk = FactsChannel.Chunk()
+                    }
+                    return true
+                }
+                if !chunk.isEmpty { _ = channel.put(chunk) }
+                channel.finish(nil)
+            } catch {
+                channel.finish(error)
             }
-            try body(position, facts)
-            n += 1
-            if n & 0xFFFF == 0 { progress(n, head) }
-            return true
+        }
+        // The reader must be done with the snapshot before it closes, however this ends.
+        defer { channel.cancelAndWait() }
+        var n: UInt64 = 0
+        while let chunk = try channel.take() {
+            for (position, facts) in chunk {
+                try body(position, facts)
+                n += 1
+                if n & 0xFFFF == 0 { progress(n, head) }
+            }
         }
         progress(n, head)
     }
@@ -114,19 +140,14 @@ extension Ledger {
     public func rebuildProjections(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws {
         try writer.withLock { state in
             let head = state.head
-            var replay = Replay(window: window)
-            var positions: [String: [UInt64]] = [:]
-            var durationKeys: [[UInt8]] = []
-            var newIDs: [(key: [UInt8], position: UInt64)] = []
+            var replay = Replay(window: window, keepsPositions: true)
+            var newIDs: [(key: [UInt8], value: UInt64)] = []
             try environment.read { txn in
                 let checkpoint = min(try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0, head.position)
                 try forEachFacts(to: head.position, txn: txn, progress: progress) { position, facts in
-                    let samples: [(measure: Measure, seconds: Int64)]
-                    do { samples = try replay.apply(facts) } catch let error as LedgerError {
+                    do { try replay.apply(facts, position: position) } catch let error as LedgerError {
                         throw StoreError("the log breaks the case rules at position \(position): \(error.message); run `ledgerctl verify`")
                     }
-                    positions[facts.caseID, default: []].append(position)
-                    for s in samples { durationKeys.append(Ledger.durationKey(s.measure, s.seconds, position)) }
                 }
                 try txn.scan(events, from: checkpoint + 1) { key, value in
                     let position = Ledger.decodeUInt64(key)
@@ -138,19 +159,31 @@ extension Ledger {
                     return true
                 }
             }
-            let caseRows = replay.cases.map { (id, caseState) in
-                (key: Array(id.utf8), value: CaseRecord(state: caseState, positions: positions[id] ?? []).encoded())
-            }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
-            durationKeys.sort { $0.lexicographicallyPrecedes($1) }
-            newIDs.sort { $0.key.lexicographicallyPrecedes($1.key) }
-            let counters = CounterKey.nonZero(replay.counters)
+            // Keys in LMDB's order, so each tree is written by appending at its end, page by page.
+            var caseOrder = Array(replay.cases.keys.indices)
+            let caseKeys = replay.cases.keys.map { Array($0.utf8) }
+            let prefixes = caseKeys.map(Ledger.keyPrefix)
+            caseOrder.sort { a, b in
+                prefixes[a] != prefixes[b] ? prefixes[a] < prefixes[b] : Ledger.bytesPrecede(caseKeys[a], caseKeys[b])
+            }
+            let samples = replay.samples.sorted {
+                ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position)
+            }
+            newIDs.sort { Ledger.bytesPrecede($0.key, $1.key) }
+            let counters = replay.counters
+            let casePositions = replay.casePositions()
             let outcome = withMapGrowth { () throws in
                 try environment.write { txn in
                     for db in [cases, projections, durations] { try txn.clear(db) }
-                    // Keys in LMDB's order: appended at the end of each tree, page by page.
-                    for row in caseRows { try txn.put(cases, key: row.key, value: row.value, flags: .append) }
-                    for key in durationKeys { try txn.put(durations, key: key, value: [], flags: .append) }
-                    for (k, v) in counters.sorted(by: { $0.key < $1.key }) {
+                    for i in caseOrder {
+                        let record = CaseRecord(state: replay.cases.values[i],
+                                                positions: Array(casePositions.positions[casePositions.offsets[i]..<casePositions.offsets[i + 1]]))
+                        try txn.put(cases, key: caseKeys[i], value: record.encoded(), flags: .append)
+                    }
+                    for s in samples {
+                        try txn.put(durations, key: Ledger.durationKey(s.measure, s.seconds, s.position), value: [], flags: .append)
+                    }
+                    for (k, v) in counters.all where v != 0 {
                         try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)), flags: .append)
                     }
                     for (key, position) in newIDs { try txn.put(ids, key: key, value: Ledger.encodeUInt64(position)) }
@@ -192,12 +225,13 @@ extension Ledger {
                 }
                 return true
             }
-            for (id, record) in current.overlay.cases {
+            for (id, record) in zip(current.overlay.cases.keys, current.overlay.cases.values) {
+                guard let record else { continue }
                 caseMap[id] = record.state.encoded()
                 positions[id] = record.positions
             }
             let samples = try samples(txn, overlay: current.overlay)
-            return CurrentProjections(head: current.head, counters: CounterKey.nonZero(current.counters), cases: caseMap,
+            return CurrentProjections(head: current.head, counters: current.counters.nonZero, cases: caseMap,
                                       casePositions: positions, durations: Measure.allCases.map { samples.all($0) })
         }
     }
@@ -207,7 +241,7 @@ extension Ledger {
     public func compareProjections(with replay: Replay, head: Head, casePositions: [String: [UInt64]]? = nil) throws -> String? {
         let stored = try currentProjections()
         guard stored.head == head else { return "the head moved to \(stored.head.position) during the check" }
-        let replayed = CounterKey.nonZero(replay.counters)
+        let replayed = replay.counters.nonZero
         if stored.counters != replayed {
             let keys = Set(stored.counters.keys).union(replayed.keys).sorted()
             let k = keys.first { stored.counters[$0] != replayed[$0] }!
@@ -216,7 +250,7 @@ extension Ledger {
         if stored.cases.count != replay.cases.count {
             return "\(stored.cases.count) cases stored, \(replay.cases.count) replayed"
         }
-        for (id, state) in replay.cases where stored.cases[id] != state.encoded() {
+        for (id, state) in zip(replay.cases.keys, replay.cases.values) where stored.cases[id] != state.encoded() {
             return "case \(id) is stored in another state than the replay gives"
         }
         var replayedSamples = replay.durations
@@ -260,4 +294,82 @@ extension Ledger {
         }
         chmod(directory + "/data.mdb", 0o600)
     }
+}
+
+/// Hands chunks of decoded facts from the thread reading the log to the one replaying them, at
+/// most `depth` chunks ahead.
+final class FactsChannel: Sendable {
+    typealias Chunk = [(position: UInt64, facts: EventFacts)]
+    static let chunkSize = 4096
+
+    private struct State {
+        var chunks: [Chunk] = []
+        var finished = false
+        var error: (any Error)?
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
+    private let filled = DispatchSemaphore(value: 0)
+    private let free: DispatchSemaphore
+    private let done = DispatchSemaphore(value: 0)
+
+    init(depth: Int) {
+        // Start at 0 and signal: libdispatch traps when a semaphore is freed below its initial value.
+        free = DispatchSemaphore(value: 0)
+        for _ in 0..<depth { free.signal() }
+    }
+
+    /// Queues a chunk, waiting for room; false when the consumer has gone.
+    func put(_ chunk: Chunk) -> Bool {
+        free.wait()
+        return state.withLock { s in
+            guard !s.cancelled else { return false }
+            s.chunks.append(chunk)
+            filled.signal()
+            return true
+        }
+    }
+
+    /// The producer is done (with the error that stopped it, if any).
+    func finish(_ error: (any Error)?) {
+        state.withLock { s in
+            s.finished = true
+            s.error = error
+        }
+        filled.signal()
+        done.signal()
+    }
+
+    /// The next chunk, nil at the end; rethrows the producer's error.
+    func take() throws -> Chunk? {
+        while true {
+            filled.wait()
+            let next: Result<Chunk?, any Error>? = state.withLock { s in
+                if !s.chunks.isEmpty {
+                    return .success(s.chunks.removeFirst())
+                }
+                if s.finished { return s.error.map { .failure($0) } ?? .success(nil) }
+                return nil
+            }
+            guard let next else { continue }
+            if case .success(.some) = next { free.signal() } else { filled.signal() }  // keep the end visible
+            return try next.get()
+        }
+    }
+
+    /// Stops the producer and waits until it no longer reads the snapshot.
+    func cancelAndWait() {
+        state.withLock { $0.cancelled = true }
+        free.signal()
+        done.wait()
+        done.signal()
+    }
+}
+
+/// Moves a value the compiler cannot prove `Sendable` to another thread; the caller guarantees it
+/// is used by one thread at a time (here: a read transaction, opened with `MDB_NOTLS`).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -95,7 +95,7 @@ struct Dump: ParsableCommand {
                 let progress = Progress("replay to \(cut)")
                 let r = try ledger.replayReport(asOf: cut) { done, total in progress.update(done, of: total) }
                 progress.finish()
-                result = (r.report, PilotReport.pathwaysByOffice(counters: r.replay.counters))
+                result = (r.report, PilotReport.pathwaysByOffice(counters: r.replay.counters.nonZero))
             } else {
                 result = try ledger.reportWithExtras()
             }

@@ -1,0 +1,191 @@
+/// Open-addressing hash tables for the hot paths of appending and replaying, where Swift's
+/// `Dictionary` (SipHash per lookup, a resize that rehashes every key) costs more than the case
+/// machine itself. Both grow by doubling at half load and never remove a key.
+
+/// Strings (case ids, event ids) to values: keys and values in insertion order, so a value can be
+/// read and changed in place by its index.
+public struct StringTable<Value> {
+    public private(set) var keys: [String] = []
+    public var values: [Value] = []
+    /// 0 when empty, else the high 32 bits of the key's hash ‖ (index + 1).
+    private var slots: [UInt64]
+    private var mask: Int
+
+    public init(capacity: Int = 16) {
+        var n = 16
+        while n < capacity * 2 { n <<= 1 }
+        slots = Array(repeating: 0, count: n)
+        mask = n - 1
+        keys.reserveCapacity(capacity)
+        values.reserveCapacity(capacity)
+    }
+
+    public var count: Int { keys.count }
+    public var isEmpty: Bool { keys.isEmpty }
+
+    /// FNV-1a over the UTF-8 bytes, then a multiply-xorshift finish so the low bits are mixed.
+    @inline(__always)
+    static func hash(_ s: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        h ^= h >> 29
+        h &*= 0xbf58_476d_1ce4_e5b9
+        h ^= h >> 32
+        return h
+    }
+
+    /// The index of `key`, or nil.
+    @inline(__always)
+    public func index(of key: String) -> Int? {
+        let h = StringTable.hash(key)
+        let tag = h >> 32
+        var i = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let s = slots[i]
+            if s == 0 { return nil }
+            if s >> 32 == tag {
+                let k = Int(s & 0xFFFF_FFFF) - 1
+                if keys[k] == key { return k }
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// The index of `key`, inserting it with `make()` when absent.
+    @inline(__always)
+    public mutating func index(of key: String, orInsert make: () -> Value) -> Int {
+        let h = StringTable.hash(key)
+        let tag = h >> 32
+        var i = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let s = slots[i]
+            if s == 0 { break }
+            if s >> 32 == tag {
+                let k = Int(s & 0xFFFF_FFFF) - 1
+                if keys[k] == key { return k }
+            }
+            i = (i + 1) & mask
+        }
+        let k = keys.count
+        keys.append(key)
+        values.append(make())
+        slots[i] = tag << 32 | UInt64(k + 1)
+        if keys.count * 2 > slots.count { grow() }
+        return k
+    }
+
+    public subscript(key: String) -> Value? {
+        index(of: key).map { values[$0] }
+    }
+
+    private mutating func grow() {
+        let n = slots.count * 2
+        var next = [UInt64](repeating: 0, count: n)
+        let m = n - 1
+        for (k, key) in keys.enumerated() {
+            let h = StringTable.hash(key)
+            var i = Int(truncatingIfNeeded: h) & m
+            while next[i] != 0 { i = (i + 1) & m }
+            next[i] = (h >> 32) << 32 | UInt64(k + 1)
+        }
+        slots = next
+        mask = m
+    }
+}
+
+extension StringTable: Sendable where Value: Sendable {}
+
+/// The projection counters: `CounterKey` to count, hashed by one multiplication.
+public struct CounterTable: Sendable, Equatable {
+    /// `raw + 1`, 0 when empty (a key's top byte is a small dimension, so + 1 cannot overflow).
+    private var slots: [UInt64]
+    private var counts: [Int64]
+    private var mask: Int
+    public private(set) var count = 0
+
+    public init(capacity: Int = 4096) {
+        var n = 16
+        while n < capacity * 2 { n <<= 1 }
+        slots = Array(repeating: 0, count: n)
+        counts = Array(repeating: 0, count: n)
+        mask = n - 1
+    }
+
+    public init(_ counters: [CounterKey: Int64]) {
+        self.init(capacity: max(4096, counters.count))
+        for (k, v) in counters { add(k, v) }
+    }
+
+    @inline(__always)
+    private func slot(_ raw: UInt64) -> Int {
+        let h = (raw &+ 1) &* 0x9E37_79B9_7F4A_7C15
+        return Int(truncatingIfNeeded: h >> 40) & mask
+    }
+
+    /// Adds `n` to the counter `key`.
+    @inline(__always)
+    public mutating func add(_ key: CounterKey, _ n: Int64) {
+        let tagged = key.raw &+ 1
+        var i = slot(key.raw)
+        while true {
+            let s = slots[i]
+            if s == tagged {
+                counts[i] &+= n
+                return
+            }
+            if s == 0 { break }
+            i = (i + 1) & mask
+        }
+        slots[i] = tagged
+        counts[i] = n
+        count += 1
+        if count * 2 > slots.count { grow() }
+    }
+
+    public subscript(key: CounterKey) -> Int64 {
+        let tagged = key.raw &+ 1
+        var i = slot(key.raw)
+        while true {
+            let s = slots[i]
+            if s == tagged { return counts[i] }
+            if s == 0 { return 0 }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Every counter that is not zero.
+    public var nonZero: [CounterKey: Int64] {
+        var out: [CounterKey: Int64] = [:]
+        out.reserveCapacity(count)
+        for (i, s) in slots.enumerated() where s != 0 && counts[i] != 0 {
+            out[CounterKey(raw: s - 1)] = counts[i]
+        }
+        return out
+    }
+
+    /// Every counter ever added to, zeros included, in key order.
+    public var all: [(key: CounterKey, value: Int64)] {
+        var out: [(key: CounterKey, value: Int64)] = []
+        out.reserveCapacity(count)
+        for (i, s) in slots.enumerated() where s != 0 { out.append((CounterKey(raw: s - 1), counts[i])) }
+        return out.sorted { $0.key < $1.key }
+    }
+
+    public static func == (a: CounterTable, b: CounterTable) -> Bool { a.nonZero == b.nonZero }
+
+    private mutating func grow() {
+        let old = (slots, counts)
+        let n = slots.count * 2
+        slots = Array(repeating: 0, count: n)
+        counts = Array(repeating: 0, count: n)
+        mask = n - 1
+        count = 0
+        for (i, s) in old.0.enumerated() where s != 0 {
+            var j = slot(s - 1)
+            while slots[j] != 0 { j = (j + 1) & mask }
+            slots[j] = s
+            counts[j] = old.1[i]
+            count += 1
+        }
+    }
+}
