@@ -84,17 +84,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 complete(seq, Response.error(LedgerError(.forbidden, "this user may only read; appends need a user or group listed in append_users or append_groups")), ctx)
                 return
             }
-            let promise = ctx.eventLoop.makePromise(of: [UInt8].self)
-            server.writer.submit(events) { result in
+            // The writer only hands the results over; the response is written on the event loop.
+            let promise = ctx.eventLoop.makePromise(of: Result<[AppendResult], LedgerError>.self)
+            server.writer.submit(events) { promise.succeed($0) }
+            let response = promise.futureResult.map { result in
                 switch result {
                 case .success(let results):
-                    promise.succeed(Response.appended(results))
+                    return Response.appended(results)
                 case .failure(let e):
                     server.metrics.rejected(e.code)
-                    promise.succeed(Response.error(e))
+                    return Response.error(e)
                 }
             }
-            respond(when: promise.futureResult, seq: seq, ctx)
+            respond(when: response, seq: seq, ctx)
         case .status:
             let future = server.readPool.runIfActive(eventLoop: ctx.eventLoop) { try server.status() }
             respond(when: future, seq: seq, ctx)

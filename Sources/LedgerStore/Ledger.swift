@@ -334,7 +334,7 @@ public final class Ledger: Sendable {
     /// it cannot grow or the disk is full every request gets `unavailable` and nothing is stored.
     public func append(_ requests: [[Event]], recordedAt: Timestamp = .now()) -> [Result<[AppendResult], LedgerError>] {
         writer.withLock { state in
-            let stamp = recordedAt.description
+            let recordTail = StoredEvent.recordTail(recordedAt: recordedAt.description)
             var results: [Result<[AppendResult], LedgerError>] = []
             var newHead = state.head
             var counters = state.counters
@@ -354,7 +354,7 @@ public final class Ledger: Sendable {
                             delta.increments.removeAll(keepingCapacity: true)
                             delta.durations.removeAll(keepingCapacity: true)
                             do {
-                                let r = try appendRequest(request, txn: txn, head: &newHead, stamp: stamp,
+                                let r = try appendRequest(request, txn: txn, head: &newHead, recordTail: recordTail,
                                                           overlay: &state.overlay, undo: &undo, delta: &delta)
                                 delta.apply(to: &counters)
                                 groupUndo.cases += undo.cases
@@ -442,7 +442,7 @@ public final class Ledger: Sendable {
     /// Validates one request against the state in `txn` and `overlay`, applies it to the overlay
     /// and `delta`, then writes its events. Throws before writing anything when an event fails,
     /// with the changes to the overlay noted in `undo`.
-    private func appendRequest(_ request: [Event], txn: WriteTransaction, head: inout Head, stamp: String,
+    private func appendRequest(_ request: [Event], txn: WriteTransaction, head: inout Head, recordTail: [UInt8],
                                overlay: inout Overlay, undo: inout Overlay.Undo,
                                delta: inout ProjectionDelta) throws -> [AppendResult] {
         var results: [AppendResult] = []
@@ -478,14 +478,10 @@ public final class Ledger: Sendable {
         }
         var hash = head.hash
         for (k, index) in accepted.enumerated() {
-            let event = request[index]
-            let position = head.position + UInt64(k) + 1
-            let record = StoredEvent.canonicalRecord(event: event.canonical, position: position, recordedAt: stamp)
-            var sha = SHA256()
-            sha.update(data: hash)
-            sha.update(data: record)
-            hash = Array(sha.finalize())
-            try txn.put(events, key: position, value: StoredEvent.value(hash: hash, facts: event.facts, record: record), flags: .append)
+            let value = StoredEvent.value(previous: hash, event: request[index], position: head.position + UInt64(k) + 1,
+                                          recordTail: recordTail)
+            hash = Array(value[0..<32])
+            try txn.put(events, key: head.position + UInt64(k) + 1, value: value, flags: .append)
         }
         head = Head(position: position, hash: hash)
         return results

@@ -66,18 +66,30 @@ struct Overlay {
 
     /// The case records to store, sorted by key (LMDB's order).
     var sortedCases: [(key: [UInt8], value: CaseRecord)] {
-        var out: [(key: [UInt8], value: CaseRecord)] = []
-        out.reserveCapacity(cases.count)
-        for (i, id) in cases.keys.enumerated() { if let r = cases.values[i] { out.append((Array(id.utf8), r)) } }
-        return out.sorted { Ledger.bytesPrecede($0.key, $1.key) }
+        var keys: [[UInt8]] = []
+        var records: [CaseRecord] = []
+        keys.reserveCapacity(cases.count)
+        records.reserveCapacity(cases.count)
+        for (i, id) in cases.keys.enumerated() {
+            if let r = cases.values[i] {
+                keys.append(Array(id.utf8))
+                records.append(r)
+            }
+        }
+        return Ledger.sortedOrder(keys).map { (keys[$0], records[$0]) }
     }
 
     /// The ids to store, sorted by key.
     var sortedIDs: [(key: [UInt8], value: UInt64)] {
-        var out: [(key: [UInt8], value: UInt64)] = []
-        out.reserveCapacity(ids.count)
-        for (i, id) in ids.keys.enumerated() where ids.values[i] != 0 { out.append((Array(id.utf8), ids.values[i])) }
-        return out.sorted { Ledger.bytesPrecede($0.key, $1.key) }
+        var keys: [[UInt8]] = []
+        var positions: [UInt64] = []
+        keys.reserveCapacity(ids.count)
+        positions.reserveCapacity(ids.count)
+        for (i, id) in ids.keys.enumerated() where ids.values[i] != 0 {
+            keys.append(Array(id.utf8))
+            positions.append(ids.values[i])
+        }
+        return Ledger.sortedOrder(keys).map { (keys[$0], positions[$0]) }
     }
 }
 
@@ -176,6 +188,15 @@ extension Ledger {
         var v: UInt64 = 0
         for k in 0..<8 { v = v << 8 | UInt64(k < key.count ? key[k] : 0) }
         return v
+    }
+
+    /// The indexes of `keys` in LMDB's key order: by their first 8 bytes as an integer (one
+    /// comparison for most pairs), then by `bytesPrecede`.
+    static func sortedOrder(_ keys: [[UInt8]]) -> [Int] {
+        let prefixes = keys.map(keyPrefix)
+        return keys.indices.sorted { a, b in
+            prefixes[a] != prefixes[b] ? prefixes[a] < prefixes[b] : bytesPrecede(keys[a], keys[b])
+        }
     }
 
     /// LMDB's default key order: memcmp, then the shorter first.

@@ -160,16 +160,12 @@ extension Ledger {
                 }
             }
             // Keys in LMDB's order, so each tree is written by appending at its end, page by page.
-            var caseOrder = Array(replay.cases.keys.indices)
             let caseKeys = replay.cases.keys.map { Array($0.utf8) }
-            let prefixes = caseKeys.map(Ledger.keyPrefix)
-            caseOrder.sort { a, b in
-                prefixes[a] != prefixes[b] ? prefixes[a] < prefixes[b] : Ledger.bytesPrecede(caseKeys[a], caseKeys[b])
-            }
+            let caseOrder = Ledger.sortedOrder(caseKeys)
             let samples = replay.samples.sorted {
                 ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position)
             }
-            newIDs.sort { Ledger.bytesPrecede($0.key, $1.key) }
+            newIDs = Ledger.sortedOrder(newIDs.map(\.key)).map { newIDs[$0] }
             let counters = replay.counters
             let casePositions = replay.casePositions()
             let outcome = withMapGrowth { () throws in

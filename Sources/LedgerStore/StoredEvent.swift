@@ -1,3 +1,4 @@
+import Crypto
 import LedgerCore
 
 /// One event as stored: its position, its chain hash and the canonical record
@@ -37,30 +38,56 @@ public struct StoredEvent: Sendable, Equatable {
         return EventFacts.decode(UnsafeRawBufferPointer(rebasing: v[33..<offset]))
     }
 
-    /// The `events` value of an accepted event.
-    static func value(hash: [UInt8], facts: EventFacts, record: [UInt8]) -> [UInt8] {
+    /// The `events` value of an accepted event and its chain hash: C_N is built in place after the
+    /// facts, and `SHA-256(previous ‖ C_N)` written in front.
+    /// - Parameter recordTail: `,"recorded_at":"…"}`, the same for every event of a commit.
+    static func value(previous: [UInt8], event: Event, position: UInt64, recordTail: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(33 + 48 + record.count)
-        out.append(contentsOf: hash)
+        out.reserveCapacity(33 + 48 + eventPrefix.count + event.canonical.count + positionMarker.count + 20 + recordTail.count)
+        out.append(contentsOf: previous)  // replaced by the new hash below
         out.append(0)
-        facts.encode(into: &out)
+        event.facts.encode(into: &out)
         out[32] = UInt8(out.count - 33)
-        out.append(contentsOf: record)
+        let c = out.count
+        out.append(contentsOf: eventPrefix)
+        out.append(contentsOf: event.canonical)
+        out.append(contentsOf: positionMarker)
+        appendDecimal(position, to: &out)
+        out.append(contentsOf: recordTail)
+        out.withUnsafeMutableBytes { b in
+            var sha = SHA256()
+            sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[0..<32]))
+            sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[c...]))
+            sha.finalize().withUnsafeBytes { d in b.baseAddress!.copyMemory(from: d.baseAddress!, byteCount: 32) }
+        }
         return out
     }
 
-    /// Builds C_N for an accepted event.
-    public static func canonicalRecord(event: [UInt8], position: UInt64, recordedAt: String) -> [UInt8] {
-        var w = CanonicalJSON(capacity: event.count + 64)
-        w.raw(eventPrefix)
-        w.raw(event)
-        w.raw(positionMarker)
-        w.writeInt(position)
+    /// `,"recorded_at":"<stamp>"}`.
+    static func recordTail(recordedAt: String) -> [UInt8] {
+        var w = CanonicalJSON(capacity: 48)
         w.raw(",")
         w.writeKey("recorded_at")
         w.writeString(recordedAt)
         w.raw("}")
         return w.bytes
+    }
+
+    static func appendDecimal(_ v: UInt64, to out: inout [UInt8]) {
+        var digits: (UInt64, UInt64) = (0, 0)  // up to 20 digits, least significant first
+        var n = 0
+        var x = v
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[n] = UInt8(48 + x % 10)
+                x /= 10
+                n += 1
+            } while x > 0
+            while n > 0 {
+                n -= 1
+                out.append(d[n])
+            }
+        }
     }
 
     /// Where E ends inside C (E is first; the last `,"position":` follows it), or nil if C is not
