@@ -27,11 +27,12 @@ enum AppendFastPath {
         s.i += 1
         var events: [Event] = []
         events.reserveCapacity(min(Event.maxBatch, line.count / 100 + 1))
-        var scratch = EventScratch()
+        let scratch = EventScratch()
+        defer { scratch.deallocate() }
         while true {
             guard s.peek() == UInt8(ascii: "{"), events.count < Event.maxBatch else { return nil }
             let start = s.i
-            if let event = fastEvent(&s, &scratch, tables) {
+            if let event = fastEvent(&s, scratch, tables) {
                 events.append(event)
             } else {
                 // The reference code for this one event; an error sends the whole line back, so
@@ -55,14 +56,14 @@ enum AppendFastPath {
     }
 
     /// One event from its `{`; nil when it is not of the simple shape or not valid.
-    private static func fastEvent(_ s: inout ByteScanner, _ scratch: inout EventScratch, _ t: FastTables) -> Event? {
+    private static func fastEvent(_ s: inout ByteScanner, _ scratch: EventScratch, _ t: FastTables) -> Event? {
         let eventStart = s.i
         s.i += 1
         var seen: UInt8 = 0
         var id = Span.none, typeName = Span.none, caseID = Span.none, at = Span.none, version = Span.none
         var expectedVersion: Int64?
-        scratch.members.removeAll(keepingCapacity: true)
-        scratch.items.removeAll(keepingCapacity: true)
+        var memberCount = 0
+        var itemCount = 0
         if s.peek() == UInt8(ascii: "}") { return nil }
         while true {
             guard s.peek() == UInt8(ascii: "\""), let key = s.scanString(), s.peek() == UInt8(ascii: ":") else { return nil }
@@ -85,9 +86,9 @@ enum AppendFastPath {
                 expectedVersion = n
                 version = span
             } else if field == 16 {
-                guard first == UInt8(ascii: "{"), scanData(&s, &scratch, t) else { return nil }
+                guard first == UInt8(ascii: "{"), scanData(&s, scratch, t, &memberCount, &itemCount) else { return nil }
             } else {
-                guard first == UInt8(ascii: "\""), let v = s.scanString(), v.ascii else { return nil }
+                guard first == UInt8(ascii: "\""), let v = s.scanString(), v.printable else { return nil }
                 switch field {
                 case 1: id = v
                 case 2: at = v
@@ -104,11 +105,10 @@ enum AppendFastPath {
         guard seen | 32 == 63 else { return nil }
         let eventEnd = s.i
 
-        // The envelope's fields, as `Event.validate` checks them.
-        guard s.isPrintable(id, max: 128), s.isPrintable(caseID, max: 64),
-              let typeIndex = t.typeIndex(s, typeName)
+        // The envelope's fields, as `Event.validate` checks them (all printable ASCII here).
+        guard id.count >= 1, id.count <= 128, caseID.count >= 1, caseID.count <= 64,
+              let typeIndex = t.typeNames.find(s, typeName)
         else { return nil }
-        let type = t.types[typeIndex]
         let atTime: Timestamp
         let atIsNormal: Bool
         if let seconds = s.simpleTime(at) {
@@ -120,75 +120,85 @@ enum AppendFastPath {
             atIsNormal = false
         }
 
-        // `data` for the type, as `EventSchema.validate` checks it.
+        // `data` for the type, as `EventSchema.validate` checks it; `code` is set to the code's index.
         let spec = t.specs[typeIndex]
         var present: UInt32 = 0
-        for m in scratch.members {
-            guard let field = spec.fields[m.key] else { return nil }
-            present |= 1 << UInt32(m.key)
+        for k in 0..<memberCount {
+            let m = scratch.members + k
+            let field = spec.fields[m.pointee.key]
+            present |= 1 << UInt32(m.pointee.key)
             switch field.kind {
-            case .integer(let range):
-                guard m.kind == .int, range.contains(m.int) else { return nil }
+            case .absent:
+                return nil
+            case .integer:
+                guard m.pointee.kind == .int, m.pointee.int >= field.low, m.pointee.int <= field.high else { return nil }
             case .codeList:
-                guard m.kind == .array else { return nil }
+                guard m.pointee.kind == .array else { return nil }
                 var mask: UInt32 = 0
-                for k in 0..<m.itemCount {
-                    let item = scratch.items[m.itemStart + k]
-                    guard let code = field.code(s, item) else { return nil }
+                for j in 0..<m.pointee.itemCount {
+                    let item = scratch.items + (m.pointee.itemStart + j)
+                    guard item.pointee.printable, let code = field.codes.find(s, item.pointee) else { return nil }
                     guard mask & (1 << UInt32(code)) == 0 else { return nil }
                     mask |= 1 << UInt32(code)
+                    item.pointee.code = code
                 }
             case .code:
-                guard m.kind == .string, m.span.ascii, field.code(s, m.span) != nil else { return nil }
+                guard m.pointee.kind == .string, m.pointee.span.printable, let code = field.codes.find(s, m.pointee.span)
+                else { return nil }
+                m.pointee.span.code = code
             case .alpha3:
-                guard m.kind == .string, m.span.count == 3 else { return nil }
-                for k in 0..<3 {
-                    let c = s.byte(m.span.start + k)
+                guard m.pointee.kind == .string, m.pointee.span.count == 3 else { return nil }
+                for j in 0..<3 {
+                    let c = s.byte(m.pointee.span.start + j)
                     guard c >= 0x41 && c <= 0x5A else { return nil }
                 }
-            case .label(let max):
-                guard m.kind == .string else { return nil }
-                if m.span.ascii {
-                    guard s.isPrintable(m.span, max: max) else { return nil }
+            case .label:
+                guard m.pointee.kind == .string else { return nil }
+                if m.pointee.span.printable {
+                    guard m.pointee.span.count >= 1, m.pointee.span.count <= field.max else { return nil }
                 } else {
-                    guard let text = s.validString(m.span), EventSchema.isLabel(text, max: max) else { return nil }
+                    // Non-ASCII (or DEL): the generic rule on the String, after the parser's UTF-8 check.
+                    guard let text = s.validString(m.pointee.span), EventSchema.isLabel(text, max: field.max) else { return nil }
                 }
             case .pseudonym:
-                guard m.kind == .string, s.isPrintable(m.span, max: 128) else { return nil }
+                guard m.pointee.kind == .string, m.pointee.span.printable, m.pointee.span.count >= 1,
+                      m.pointee.span.count <= 128
+                else { return nil }
             case .time:
-                guard m.kind == .string, m.span.ascii else { return nil }
-                if s.simpleTime(m.span) == nil {
-                    guard Timestamp(rfc3339: s.string(m.span)) != nil else { return nil }
+                guard m.pointee.kind == .string, m.pointee.span.printable else { return nil }
+                if s.simpleTime(m.pointee.span) == nil {
+                    guard Timestamp(rfc3339: s.string(m.pointee.span)) != nil else { return nil }
                 }
             }
         }
         guard present & spec.required == spec.required else { return nil }
 
         // The values, in the order written (as the generic parser keeps them).
-        var members: [(key: String, value: JSONValue)] = []
-        members.reserveCapacity(scratch.members.count)
-        for m in scratch.members {
-            let field = spec.fields[m.key]!
-            let value: JSONValue
-            switch field.kind {
-            case .integer: value = .int(m.int)
-            case .codeList:
-                var list: [JSONValue] = []
-                list.reserveCapacity(m.itemCount)
-                for k in 0..<m.itemCount {
-                    list.append(.string(field.codes[field.code(s, scratch.items[m.itemStart + k])!]))
+        let members = [(key: String, value: JSONValue)](unsafeUninitializedCapacity: memberCount) { buffer, count in
+            for k in 0..<memberCount {
+                let m = scratch.members[k]
+                let field = spec.fields[m.key]
+                let value: JSONValue
+                switch field.kind {
+                case .integer: value = .int(m.int)
+                case .codeList:
+                    value = .array([JSONValue](unsafeUninitializedCapacity: m.itemCount) { list, n in
+                        for j in 0..<m.itemCount {
+                            (list.baseAddress! + j).initialize(to: .string(field.codeStrings[scratch.items[m.itemStart + j].code]))
+                        }
+                        n = m.itemCount
+                    })
+                case .code: value = .string(field.codeStrings[m.span.code])
+                case .label where !m.span.printable: value = .string(s.validString(m.span)!)
+                default: value = .string(s.string(m.span))
                 }
-                value = .array(list)
-            case .code: value = .string(field.codes[field.code(s, m.span)!])
-            case .label:
-                value = .string(m.span.ascii ? s.string(m.span) : s.validString(m.span)!)
-            case .alpha3, .pseudonym, .time: value = .string(s.string(m.span))
+                (buffer.baseAddress! + k).initialize(to: (t.keyStrings[m.key], value))
             }
-            members.append((t.keyNames[m.key], value))
+            count = memberCount
         }
 
         // The canonical form: every string is copied as written (no escapes, so it is already in
-        // JCS form), members in key order; only `at` may need writing again.
+        // JCS form), `data`'s members in key order; only `at` may need writing again.
         let canonical = [UInt8](unsafeUninitializedCapacity: eventEnd - eventStart) { buffer, count in
             var w = SliceWriter(out: buffer, source: s.p)
             w.raw("{\"at\":")
@@ -199,28 +209,23 @@ enum AppendFastPath {
                 text.reserveCapacity(32)
                 atTime.write(into: &text)
                 w.byte(UInt8(ascii: "\""))
-                w.bytes(text)
+                text.withUnsafeBytes { w.copy($0.baseAddress!, $0.count) }
                 w.byte(UInt8(ascii: "\""))
             }
             w.raw(",\"case\":")
             w.quoted(caseID)
             w.raw(",\"data\":{")
-            scratch.order.removeAll(keepingCapacity: true)
-            for k in scratch.members.indices { scratch.order.append(k) }
-            // Keys are numbered in JCS order; a handful of members, so insertion sort.
-            for a in scratch.order.indices.dropFirst() {
-                var b = a
-                while b > 0, scratch.members[scratch.order[b - 1]].key > scratch.members[scratch.order[b]].key {
-                    scratch.order.swapAt(b - 1, b)
-                    b -= 1
-                }
-            }
-            for (n, k) in scratch.order.enumerated() {
-                let m = scratch.members[k]
-                if n > 0 { w.byte(UInt8(ascii: ",")) }
-                w.byte(UInt8(ascii: "\""))
-                w.bytes(t.keyBytes[m.key])
-                w.raw("\":")
+            // Keys are numbered in JCS order and each is present once: walk the bits of `present`.
+            for k in 0..<memberCount { scratch.slots[scratch.members[k].key] = k }
+            var rest = present
+            var first = true
+            while rest != 0 {
+                let key = rest.trailingZeroBitCount
+                rest &= rest &- 1
+                let m = scratch.members[scratch.slots[key]]
+                if !first { w.byte(UInt8(ascii: ",")) }
+                first = false
+                w.key(t.keyNames, key)
                 switch m.kind {
                 case .int: w.plain(m.span)
                 case .string: w.quoted(m.span)
@@ -245,40 +250,43 @@ enum AppendFastPath {
             w.byte(UInt8(ascii: "}"))
             count = w.count
         }
-        return Event(id: s.string(id), type: type, caseID: s.string(caseID), at: atTime,
+        return Event(id: s.string(id), type: t.types[typeIndex], caseID: s.string(caseID), at: atTime,
                      expectedVersion: expectedVersion, data: JSONObject(members), canonical: canonical)
     }
 
     /// `data` from its `{`, into `scratch`; false when not of the simple shape.
-    private static func scanData(_ s: inout ByteScanner, _ scratch: inout EventScratch, _ t: FastTables) -> Bool {
+    private static func scanData(_ s: inout ByteScanner, _ scratch: EventScratch, _ t: FastTables,
+                                 _ memberCount: inout Int, _ itemCount: inout Int) -> Bool {
         s.i += 1
         if s.peek() == UInt8(ascii: "}") { s.i += 1; return true }
         var seen: UInt32 = 0
         while true {
-            guard s.peek() == UInt8(ascii: "\""), let keySpan = s.scanString(), let key = t.dataKey(s, keySpan),
-                  seen & (1 << UInt32(key)) == 0, s.peek() == UInt8(ascii: ":")
+            guard s.peek() == UInt8(ascii: "\""), let keySpan = s.scanString(), let key = t.keyNames.find(s, keySpan),
+                  seen & (1 << UInt32(key)) == 0, s.peek() == UInt8(ascii: ":"), memberCount < EventScratch.maxMembers
             else { return false }
             seen |= 1 << UInt32(key)
             s.i += 1
             switch s.peek() {
             case UInt8(ascii: "\""):
                 guard let v = s.scanString() else { return false }
-                scratch.members.append(DataMember(key: key, kind: .string, span: v))
+                scratch.members[memberCount] = DataMember(key: key, kind: .string, span: v)
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
                 guard let (n, span) = s.scanUnsigned() else { return false }
                 var m = DataMember(key: key, kind: .int, span: span)
                 m.int = n
-                scratch.members.append(m)
+                scratch.members[memberCount] = m
             case UInt8(ascii: "["):
                 s.i += 1
                 var m = DataMember(key: key, kind: .array, span: .none)
-                m.itemStart = scratch.items.count
+                m.itemStart = itemCount
                 if s.peek() == UInt8(ascii: "]") {
                     s.i += 1
                 } else {
                     while true {
-                        guard s.peek() == UInt8(ascii: "\""), let item = s.scanString(), item.ascii else { return false }
-                        scratch.items.append(item)
+                        guard s.peek() == UInt8(ascii: "\""), let item = s.scanString(), itemCount < EventScratch.maxItems
+                        else { return false }
+                        scratch.items[itemCount] = item
+                        itemCount += 1
                         m.itemCount += 1
                         let next = s.peek()
                         s.i += 1
@@ -287,10 +295,11 @@ enum AppendFastPath {
                         return false
                     }
                 }
-                scratch.members.append(m)
+                scratch.members[memberCount] = m
             default:
                 return false
             }
+            memberCount += 1
             let next = s.peek()
             s.i += 1
             if next == UInt8(ascii: ",") { continue }
@@ -304,9 +313,18 @@ enum AppendFastPath {
 struct Span {
     var start: Int
     var end: Int
-    var ascii: Bool
+    /// Every byte is printable ASCII (0x20 to 0x7E).
+    var printable: Bool
+    /// For a code: its index in the field's code list, once checked.
+    var code = 0
     var count: Int { end - start }
-    static let none = Span(start: 0, end: 0, ascii: true)
+    static let none = Span(start: 0, end: 0, printable: true)
+
+    init(start: Int, end: Int, printable: Bool) {
+        self.start = start
+        self.end = end
+        self.printable = printable
+    }
 }
 
 struct DataMember {
@@ -317,17 +335,28 @@ struct DataMember {
     var int: Int64 = 0
     var itemStart = 0
     var itemCount = 0
+
+    init(key: Int, kind: Kind, span: Span) {
+        self.key = key
+        self.kind = kind
+        self.span = span
+    }
 }
 
-/// Buffers reused from one event to the next of a request.
+/// Buffers for one event's `data`, allocated once per request. More members or list items than
+/// these limits cannot be valid (duplicates or unknown fields), so the fast path gives up there.
 struct EventScratch {
-    var members: [DataMember] = []
-    var items: [Span] = []
-    var order: [Int] = []
-    init() {
-        members.reserveCapacity(8)
-        items.reserveCapacity(8)
-        order.reserveCapacity(8)
+    static let maxMembers = 8
+    static let maxItems = 16
+    let members = UnsafeMutablePointer<DataMember>.allocate(capacity: maxMembers)
+    let items = UnsafeMutablePointer<Span>.allocate(capacity: maxItems)
+    /// By data key number: the member's index (for writing members in key order).
+    let slots = UnsafeMutablePointer<Int>.allocate(capacity: 32)
+
+    func deallocate() {
+        members.deallocate()
+        items.deallocate()
+        slots.deallocate()
     }
 }
 
@@ -363,27 +392,33 @@ struct ByteScanner {
     @inline(__always) mutating func scanString() -> Span? {
         let start = i + 1
         var k = start
-        var high: UInt8 = 0
-        // Eight bytes at a time while they are plain ASCII: no quote, backslash, control or high bit.
+        var printable = true
+        // Eight bytes at a time: find the first byte that is a quote, a backslash, below 0x20,
+        // 0x7F or 0x80 and up. Each test flags the first such byte exactly (a borrow only runs
+        // upwards from a flagged byte), so the lowest flag is that byte.
         while k + 8 <= n {
-            let w = p.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+            let w = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: k, as: UInt64.self))
             let ones: UInt64 = 0x0101_0101_0101_0101
-            let highs: UInt64 = 0x8080_8080_8080_8080
             let quote = w ^ (ones &* 0x22)
             let slash = w ^ (ones &* 0x5C)
-            // A byte is flagged when it is zero in `quote` or `slash`, below 0x20, or 0x80 and up.
-            let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- ones &* 0x20) | w
-            if special & highs != 0 { break }
+            let del = w ^ (ones &* 0x7F)
+            let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | ((del &- ones) & ~del)
+                | (w &- ones &* 0x20) | w
+            let flags = special & (ones &* 0x80)
+            if flags != 0 {
+                k += flags.trailingZeroBitCount >> 3
+                break
+            }
             k += 8
         }
         while k < n {
             let c = byte(k)
             if c == UInt8(ascii: "\"") {
                 i = k + 1
-                return Span(start: start, end: k, ascii: high < 0x80)
+                return Span(start: start, end: k, printable: printable)
             }
             if c == UInt8(ascii: "\\") || c < 0x20 { return nil }
-            high |= c
+            if c >= 0x7F { printable = false }
             k += 1
         }
         return nil
@@ -407,29 +442,25 @@ struct ByteScanner {
             if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") { return nil }
         }
         i = k
-        return (v, Span(start: start, end: k, ascii: true))
+        return (v, Span(start: start, end: k, printable: true))
     }
 
     @inline(__always) func equals(_ span: Span, _ word: StaticString) -> Bool {
-        let count = word.utf8CodeUnitCount
-        guard span.count == count else { return false }
-        let w = word.utf8Start
-        for k in 0..<count where byte(span.start + k) != w[k] { return false }
-        return true
+        span.count == word.utf8CodeUnitCount && same(span.start, word.utf8Start, span.count)
     }
 
-    @inline(__always) func equals(_ span: Span, _ word: [UInt8]) -> Bool {
-        guard span.count == word.count else { return false }
-        for k in 0..<word.count where byte(span.start + k) != word[k] { return false }
-        return true
-    }
-
-    /// `Event.isPrintableASCII` on the bytes.
-    @inline(__always) func isPrintable(_ span: Span, max: Int) -> Bool {
-        guard span.count >= 1, span.count <= max else { return false }
-        for k in span.start..<span.end {
-            let c = byte(k)
-            guard c >= 0x20 && c <= 0x7E else { return false }
+    /// Whether the `count` bytes at `at` equal those at `other`.
+    @inline(__always) func same(_ at: Int, _ other: UnsafePointer<UInt8>, _ count: Int) -> Bool {
+        var k = 0
+        while k + 8 <= count {
+            if p.loadUnaligned(fromByteOffset: at + k, as: UInt64.self) != UnsafeRawPointer(other).loadUnaligned(fromByteOffset: k, as: UInt64.self) {
+                return false
+            }
+            k += 8
+        }
+        while k < count {
+            if byte(at + k) != other[k] { return false }
+            k += 1
         }
         return true
     }
@@ -498,7 +529,23 @@ struct SliceWriter {
 
     @inline(__always) mutating func copy(_ from: UnsafeRawPointer, _ n: Int) {
         precondition(count + n <= out.count, "canonical form longer than the event")
-        UnsafeMutableRawPointer(out.baseAddress! + count).copyMemory(from: from, byteCount: n)
+        let to = UnsafeMutableRawPointer(out.baseAddress! + count)
+        // Short copies (most of them) as two overlapping loads and stores rather than a call to memcpy.
+        if n >= 8 && n <= 16 {
+            let head = from.loadUnaligned(as: UInt64.self)
+            let tail = from.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+            to.storeBytes(of: head, as: UInt64.self)
+            to.storeBytes(of: tail, toByteOffset: n - 8, as: UInt64.self)
+        } else if n >= 4 && n < 8 {
+            let head = from.loadUnaligned(as: UInt32.self)
+            let tail = from.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
+            to.storeBytes(of: head, as: UInt32.self)
+            to.storeBytes(of: tail, toByteOffset: n - 4, as: UInt32.self)
+        } else if n < 4 {
+            for k in 0..<n { to.storeBytes(of: from.load(fromByteOffset: k, as: UInt8.self), toByteOffset: k, as: UInt8.self) }
+        } else {
+            to.copyMemory(from: from, byteCount: n)
+        }
         count += n
     }
 
@@ -510,7 +557,13 @@ struct SliceWriter {
 
     @inline(__always) mutating func raw(_ s: StaticString) { copy(s.utf8Start, s.utf8CodeUnitCount) }
 
-    @inline(__always) mutating func bytes(_ b: [UInt8]) { b.withUnsafeBytes { copy($0.baseAddress!, $0.count) } }
+    /// `"key":` for data key number `key`.
+    @inline(__always) mutating func key(_ names: NameList, _ key: Int) {
+        byte(UInt8(ascii: "\""))
+        copy(names.bytes + names.offsets[key], names.offsets[key + 1] - names.offsets[key])
+        byte(UInt8(ascii: "\""))
+        byte(UInt8(ascii: ":"))
+    }
 
     /// The span's bytes as they are.
     @inline(__always) mutating func plain(_ span: Span) { copy(source + span.start, span.count) }
@@ -519,71 +572,114 @@ struct SliceWriter {
     @inline(__always) mutating func quoted(_ span: Span) { copy(source + span.start - 1, span.count + 2) }
 }
 
-/// The schema of `EventSchema.fields(of:)` indexed for byte lookups.
-final class FastTables: Sendable {
-    static let shared = FastTables()
+/// Names packed in one block of bytes, found by comparing bytes.
+struct NameList {
+    let bytes: UnsafePointer<UInt8>
+    /// `count + 1` offsets: name `k` is `bytes[offsets[k]..<offsets[k + 1]]`.
+    let offsets: UnsafePointer<Int>
+    let count: Int
 
-    struct FieldInfo: Sendable {
-        let kind: EventSchema.Kind
-        let codes: [String]
-        let codeBytes: [[UInt8]]
-
-        /// The index of the span's text in the field's code list.
-        @inline(__always) func code(_ s: ByteScanner, _ span: Span) -> Int? {
-            for (k, c) in codeBytes.enumerated() where s.equals(span, c) { return k }
-            return nil
-        }
+    init(_ names: [String]) {
+        let all = names.flatMap { Array($0.utf8) }
+        var offsets = [0]
+        for name in names { offsets.append(offsets.last! + name.utf8.count) }
+        bytes = leak(all.isEmpty ? [0] : all)
+        self.offsets = leak(offsets)
+        count = names.count
     }
 
-    struct TypeSpec: Sendable {
-        /// By data key number: the field, if the type has it.
-        let fields: [FieldInfo?]
+    /// The index of the name equal to the span's bytes.
+    @inline(__always) func find(_ s: ByteScanner, _ span: Span) -> Int? {
+        for k in 0..<count {
+            let from = offsets[k]
+            if offsets[k + 1] - from == span.count && s.same(span.start, bytes + from, span.count) { return k }
+        }
+        return nil
+    }
+}
+
+/// A copy of `values` in memory that is never freed (for tables built once per process).
+private func leak<T>(_ values: [T]) -> UnsafePointer<T> {
+    let p = UnsafeMutablePointer<T>.allocate(capacity: max(values.count, 1))
+    p.initialize(from: values, count: values.count)
+    return UnsafePointer(p)
+}
+
+/// The schema of `EventSchema.fields(of:)` indexed for byte lookups, in plain memory so that
+/// reading it costs no reference counting.
+///
+/// `@unchecked Sendable`: the memory behind the pointers is written once, while `shared` is
+/// initialised, and never written or freed afterwards.
+struct FastTables: @unchecked Sendable {
+    static let shared = FastTables()
+
+    struct Field {
+        enum Kind: UInt8 { case absent, code, alpha3, integer, label, pseudonym, time, codeList }
+        var kind = Kind.absent
+        var low: Int64 = 0
+        var high: Int64 = 0
+        var max = 0
+        var codes = NameList([])
+        var codeStrings: UnsafePointer<String> = leak([""])
+    }
+
+    struct TypeSpec {
+        /// By data key number; `.absent` when the type has no such field.
+        let fields: UnsafePointer<Field>
         let required: UInt32
     }
 
-    let types: [EventType]
-    let typeNames: [[UInt8]]
-    /// Every `data` key of every type, sorted as RFC 8785 sorts them (ASCII: by bytes).
-    let keyNames: [String]
-    let keyBytes: [[UInt8]]
-    let specs: [TypeSpec]
+    let types: UnsafePointer<EventType>
+    let typeNames: NameList
+    /// Every `data` key of every type, sorted as RFC 8785 sorts them (ASCII: by bytes), so a key's
+    /// number is its rank.
+    let keyNames: NameList
+    let keyStrings: UnsafePointer<String>
+    let specs: UnsafePointer<TypeSpec>
 
     private init() {
-        types = EventType.allCases
-        typeNames = types.map { Array($0.rawValue.utf8) }
+        let allTypes = EventType.allCases
+        types = leak(Array(allTypes))
+        typeNames = NameList(allTypes.map(\.rawValue))
         var names: [String] = []
-        for type in types {
+        for type in allTypes {
             for f in EventSchema.fields(of: type) where !names.contains(f.name) { names.append(f.name) }
         }
         names.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         precondition(names.count <= 32 && names.allSatisfy { $0.utf8.allSatisfy { $0 < 0x80 } })
-        keyNames = names
-        keyBytes = names.map { Array($0.utf8) }
-        specs = types.map { type in
-            var fields = [FieldInfo?](repeating: nil, count: names.count)
+        keyNames = NameList(names)
+        keyStrings = leak(names)
+        specs = leak(allTypes.map { type in
+            var fields = [Field](repeating: Field(), count: names.count)
             var required: UInt32 = 0
             for f in EventSchema.fields(of: type) {
                 let key = names.firstIndex(of: f.name)!
-                let codes: [String]
+                var field = Field()
                 switch f.kind {
-                case .code(let list), .codeList(let list): codes = list
-                default: codes = []
+                case .code(let list):
+                    field.kind = .code
+                    field.codes = NameList(list)
+                    field.codeStrings = leak(list)
+                case .codeList(let list):
+                    precondition(list.count <= 32)
+                    field.kind = .codeList
+                    field.codes = NameList(list)
+                    field.codeStrings = leak(list)
+                case .alpha3: field.kind = .alpha3
+                case .integer(let range):
+                    field.kind = .integer
+                    field.low = range.lowerBound
+                    field.high = range.upperBound
+                case .label(let max):
+                    field.kind = .label
+                    field.max = max
+                case .pseudonym: field.kind = .pseudonym
+                case .time: field.kind = .time
                 }
-                precondition(codes.count <= 32)
-                fields[key] = FieldInfo(kind: f.kind, codes: codes, codeBytes: codes.map { Array($0.utf8) })
+                fields[key] = field
                 if f.required { required |= 1 << UInt32(key) }
             }
-            return TypeSpec(fields: fields, required: required)
-        }
-    }
-
-    @inline(__always) func typeIndex(_ s: ByteScanner, _ span: Span) -> Int? {
-        for (k, name) in typeNames.enumerated() where s.equals(span, name) { return k }
-        return nil
-    }
-
-    @inline(__always) func dataKey(_ s: ByteScanner, _ span: Span) -> Int? {
-        for (k, name) in keyBytes.enumerated() where s.equals(span, name) { return k }
-        return nil
+            return TypeSpec(fields: leak(fields), required: required)
+        })
     }
 }
