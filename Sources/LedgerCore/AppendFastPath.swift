@@ -28,7 +28,6 @@ enum AppendFastPath {
         var events: [Event] = []
         events.reserveCapacity(min(Event.maxBatch, line.count / 100 + 1))
         let scratch = EventScratch()
-        defer { scratch.deallocate() }
         while true {
             guard s.peek() == UInt8(ascii: "{"), events.count < Event.maxBatch else { return nil }
             let start = s.i
@@ -174,33 +173,27 @@ enum AppendFastPath {
         guard present & spec.required == spec.required else { return nil }
 
         // The values, in the order written (as the generic parser keeps them).
-        let members = [(key: String, value: JSONValue)](unsafeUninitializedCapacity: memberCount) { buffer, count in
-            for k in 0..<memberCount {
-                let m = scratch.members[k]
-                let field = spec.fields[m.key]
-                let value: JSONValue
-                switch field.kind {
-                case .integer: value = .int(m.int)
-                case .codeList:
-                    value = .array([JSONValue](unsafeUninitializedCapacity: m.itemCount) { list, n in
-                        for j in 0..<m.itemCount {
-                            (list.baseAddress! + j).initialize(to: .string(field.codeStrings[scratch.items[m.itemStart + j].code]))
-                        }
-                        n = m.itemCount
-                    })
-                case .code: value = .string(field.codeStrings[m.span.code])
-                case .label where !m.span.printable: value = .string(s.validString(m.span)!)
-                default: value = .string(s.string(m.span))
-                }
-                (buffer.baseAddress! + k).initialize(to: (t.keyStrings[m.key], value))
+        let members = smallArray(memberCount) { k -> (key: String, value: JSONValue) in
+            let m = scratch.members[k]
+            let field = spec.fields[m.key]
+            let value: JSONValue
+            switch field.kind {
+            case .integer: value = .int(m.int)
+            case .codeList:
+                value = .array(smallArray(m.itemCount) { j in .string(field.codeStrings[scratch.items[m.itemStart + j].code]) })
+            case .code: value = .string(field.codeStrings[m.span.code])
+            case .label where !m.span.printable: value = .string(s.validString(m.span)!)
+            default: value = .string(s.string(m.span))
             }
-            count = memberCount
+            return (t.keyStrings[m.key], value)
         }
 
         // The canonical form: every string is copied as written (no escapes, so it is already in
         // JCS form), `data`'s members in key order; only `at` may need writing again.
-        let canonical = [UInt8](unsafeUninitializedCapacity: eventEnd - eventStart) { buffer, count in
-            var w = SliceWriter(out: buffer, source: s.p)
+        scratch.reserveBytes(eventEnd - eventStart)
+        let canonical: [UInt8]
+        do {
+            var w = SliceWriter(out: UnsafeMutableBufferPointer(start: scratch.bytes, count: eventEnd - eventStart), source: s.p)
             w.raw("{\"at\":")
             if atIsNormal {
                 w.quoted(at)
@@ -248,7 +241,8 @@ enum AppendFastPath {
             w.raw(",\"type\":")
             w.quoted(typeName)
             w.byte(UInt8(ascii: "}"))
-            count = w.count
+            // Copied out at its exact size (this way of making an Array is also the cheapest).
+            canonical = Array(UnsafeBufferPointer(start: scratch.bytes, count: w.count))
         }
         return Event(id: s.string(id), type: t.types[typeIndex], caseID: s.string(caseID), at: atTime,
                      expectedVersion: expectedVersion, data: JSONObject(members), canonical: canonical)
@@ -343,20 +337,49 @@ struct DataMember {
     }
 }
 
-/// Buffers for one event's `data`, allocated once per request. More members or list items than
-/// these limits cannot be valid (duplicates or unknown fields), so the fast path gives up there.
-struct EventScratch {
+/// Buffers for one event's `data` and canonical form, allocated once per request. More members
+/// or list items than these limits cannot be valid (duplicates or unknown fields), so the fast
+/// path gives up there.
+final class EventScratch {
     static let maxMembers = 8
     static let maxItems = 16
     let members = UnsafeMutablePointer<DataMember>.allocate(capacity: maxMembers)
     let items = UnsafeMutablePointer<Span>.allocate(capacity: maxItems)
     /// By data key number: the member's index (for writing members in key order).
     let slots = UnsafeMutablePointer<Int>.allocate(capacity: 32)
+    private(set) var bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
+    private var byteCapacity = 1024
 
-    func deallocate() {
+    func reserveBytes(_ count: Int) {
+        guard count > byteCapacity else { return }
+        bytes.deallocate()
+        byteCapacity = max(count, byteCapacity * 2)
+        bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: byteCapacity)
+    }
+
+    deinit {
         members.deallocate()
         items.deallocate()
         slots.deallocate()
+        bytes.deallocate()
+    }
+}
+
+/// An array of `count` elements made by `make`; for up to 8 elements through an array literal,
+/// whose storage the compiler allocates inline rather than through the standard library's
+/// unspecialised (and much slower) allocation path.
+@inline(__always)
+func smallArray<T>(_ count: Int, _ make: (Int) -> T) -> [T] {
+    switch count {
+    case 0: return []
+    case 1: return [make(0)]
+    case 2: return [make(0), make(1)]
+    case 3: return [make(0), make(1), make(2)]
+    case 4: return [make(0), make(1), make(2), make(3)]
+    case 5: return [make(0), make(1), make(2), make(3), make(4)]
+    case 6: return [make(0), make(1), make(2), make(3), make(4), make(5)]
+    case 7: return [make(0), make(1), make(2), make(3), make(4), make(5), make(6)]
+    default: return (0..<count).map(make)
     }
 }
 
@@ -451,17 +474,24 @@ struct ByteScanner {
 
     /// Whether the `count` bytes at `at` equal those at `other`.
     @inline(__always) func same(_ at: Int, _ other: UnsafePointer<UInt8>, _ count: Int) -> Bool {
-        var k = 0
-        while k + 8 <= count {
-            if p.loadUnaligned(fromByteOffset: at + k, as: UInt64.self) != UnsafeRawPointer(other).loadUnaligned(fromByteOffset: k, as: UInt64.self) {
-                return false
+        let q = UnsafeRawPointer(other)
+        @inline(__always) func word(_ k: Int) -> Bool {
+            p.loadUnaligned(fromByteOffset: at + k, as: UInt64.self) == q.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+        }
+        @inline(__always) func half(_ k: Int) -> Bool {
+            p.loadUnaligned(fromByteOffset: at + k, as: UInt32.self) == q.loadUnaligned(fromByteOffset: k, as: UInt32.self)
+        }
+        // Whole words, then the last word again (overlapping): no byte loop, no read outside either.
+        if count >= 8 {
+            var k = 0
+            while k + 8 < count {
+                if !word(k) { return false }
+                k += 8
             }
-            k += 8
+            return word(count - 8)
         }
-        while k < count {
-            if byte(at + k) != other[k] { return false }
-            k += 1
-        }
+        if count >= 4 { return half(0) && half(count - 4) }
+        for k in 0..<count where byte(at + k) != other[k] { return false }
         return true
     }
 
