@@ -89,6 +89,36 @@ struct FastDecodeTests {
             return s
         }
 
+        /// A time with one field at or past its limits (valid or not), for mutations.
+        mutating func edgeTime() -> String {
+            func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+            var year = "2023", month = "07", day = "03", t = "T", hour = "14", minute = "05", second = "00"
+            var fraction = "", zone = "Z"
+            switch below(12) {
+            case 0: year = pick(["0000", "0001", "9999", "2024", "2100", "2000", "1900"]); month = "02"; day = pick(["28", "29", "30"])
+            case 1: month = two(pick([0, 1, 12, 13]))
+            case 2: day = two(pick([0, 1, 30, 31, 32])); month = two(pick([2, 4, 6, 9, 11, 12]))
+            case 3: hour = two(pick([0, 23, 24, 99]))
+            case 4: minute = two(pick([0, 59, 60]))
+            case 5: second = two(pick([0, 59, 60]))
+            case 6: zone = pick(["+", "-"]) + two(pick([0, 14, 23, 24])) + ":" + two(pick([0, 30, 59, 60]))
+            case 7: zone = pick(["z", "", "ZZ", "+0000", "+00:0", "-00:00:00", "+00:00Z", "+00;00"])
+            case 8: t = pick(["t", " ", "TT", "x"])
+            case 9: fraction = "." + String(repeating: "7", count: below(11))
+            case 10:
+                // The ends of the range of four-digit years, pushed past them (or not) by an offset.
+                if chance(50) {
+                    year = "0000"; month = "01"; day = "01"; hour = "00"; minute = "00"; second = "00"
+                    zone = pick(["+00:01", "-00:01", "+00:00", "Z"])
+                } else {
+                    year = "9999"; month = "12"; day = "31"; hour = "23"; minute = "59"; second = "59"
+                    zone = pick(["+00:01", "-00:01", "-00:00", "Z"])
+                }
+            default: year = pick(["20233", "202", "2O23", "-2023"])
+            }
+            return year + "-" + month + "-" + day + t + hour + ":" + minute + ":" + second + fraction + zone
+        }
+
         mutating func value(_ field: EventSchema.Field) -> String {
             switch field.kind {
             case .code(let codes): return quote(pick(codes))
@@ -261,9 +291,16 @@ struct FastDecodeTests {
             guard let second = b[(first + 1)...].firstIndex(of: 0x2C) else { return nil }
             return (first, second)
         }
-        switch rng.next() % 9 {
+        switch rng.next() % 10 {
         case 0:
             return FuzzTests.mutate(input, &rng, corpus: corpus)
+        case 9:
+            // A time replaced by one at or past the limits of its fields.
+            guard let r = findString(b, rng.next() % 3 == 0 ? Self.scheduledKey : Self.atKey) else { return b }
+            var end = r
+            while end < b.count, b[end] != 0x22 { end += 1 }
+            var gen = Gen(rng: SplitMix64(seed: rng.next()), oddity: 0)
+            b.replaceSubrange(r..<end, with: Array(gen.edgeTime().utf8))
         case 1:
             // A number (or a value where one is) replaced.
             guard let colon = find({ $0 == 0x3A }), colon + 1 < b.count, b[colon + 1] >= 0x30 && b[colon + 1] <= 0x39 || b[colon + 1] == 0x22
@@ -318,6 +355,8 @@ struct FastDecodeTests {
     }
 
     static let typeKey = Array(#""type":""#.utf8)
+    static let atKey = Array(#""at":""#.utf8)
+    static let scheduledKey = Array(#""scheduled_for":""#.utf8)
 
     static func findString(_ b: [UInt8], _ needle: [UInt8]) -> Int? {
         guard b.count >= needle.count else { return nil }
