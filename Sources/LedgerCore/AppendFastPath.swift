@@ -180,12 +180,12 @@ enum AppendFastPath {
             switch field.kind {
             case .integer: value = .int(m.int)
             case .codeList:
-                value = .array(smallArray(m.itemCount) { j in .string(field.codeStrings[scratch.items[m.itemStart + j].code]) })
-            case .code: value = .string(field.codeStrings[m.span.code])
+                value = .array(smallArray(m.itemCount) { j in .string(field.codes.strings[scratch.items[m.itemStart + j].code]) })
+            case .code: value = .string(field.codes.strings[m.span.code])
             case .label where !m.span.printable: value = .string(s.validString(m.span)!)
             default: value = .string(s.string(m.span))
             }
-            return (t.keyStrings[m.key], value)
+            return (t.keyNames.strings[m.key], value)
         }
 
         // The canonical form: every string is copied as written (no escapes, so it is already in
@@ -602,12 +602,18 @@ struct SliceWriter {
     @inline(__always) mutating func quoted(_ span: Span) { copy(source + span.start - 1, span.count + 2) }
 }
 
-/// Names packed in one block of bytes, found by comparing bytes.
-struct NameList {
+/// Names packed in one block of bytes, found by comparing bytes, with each name as a String.
+///
+/// `@unchecked Sendable`: built once per process for `FastTables`; its memory is never written
+/// again nor freed.
+struct NameList: @unchecked Sendable {
     let bytes: UnsafePointer<UInt8>
     /// `count + 1` offsets: name `k` is `bytes[offsets[k]..<offsets[k + 1]]`.
     let offsets: UnsafePointer<Int>
+    let strings: UnsafePointer<String>
     let count: Int
+
+    static let empty = NameList([])
 
     init(_ names: [String]) {
         let all = names.flatMap { Array($0.utf8) }
@@ -615,6 +621,7 @@ struct NameList {
         for name in names { offsets.append(offsets.last! + name.utf8.count) }
         bytes = leak(all.isEmpty ? [0] : all)
         self.offsets = leak(offsets)
+        strings = leak(names)
         count = names.count
     }
 
@@ -649,8 +656,7 @@ struct FastTables: @unchecked Sendable {
         var low: Int64 = 0
         var high: Int64 = 0
         var max = 0
-        var codes = NameList([])
-        var codeStrings: UnsafePointer<String> = leak([""])
+        var codes = NameList.empty
     }
 
     struct TypeSpec {
@@ -664,7 +670,6 @@ struct FastTables: @unchecked Sendable {
     /// Every `data` key of every type, sorted as RFC 8785 sorts them (ASCII: by bytes), so a key's
     /// number is its rank.
     let keyNames: NameList
-    let keyStrings: UnsafePointer<String>
     let specs: UnsafePointer<TypeSpec>
 
     private init() {
@@ -678,7 +683,6 @@ struct FastTables: @unchecked Sendable {
         names.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         precondition(names.count <= 32 && names.allSatisfy { $0.utf8.allSatisfy { $0 < 0x80 } })
         keyNames = NameList(names)
-        keyStrings = leak(names)
         specs = leak(allTypes.map { type in
             var fields = [Field](repeating: Field(), count: names.count)
             var required: UInt32 = 0
@@ -689,12 +693,10 @@ struct FastTables: @unchecked Sendable {
                 case .code(let list):
                     field.kind = .code
                     field.codes = NameList(list)
-                    field.codeStrings = leak(list)
                 case .codeList(let list):
                     precondition(list.count <= 32)
                     field.kind = .codeList
                     field.codes = NameList(list)
-                    field.codeStrings = leak(list)
                 case .alpha3: field.kind = .alpha3
                 case .integer(let range):
                     field.kind = .integer
