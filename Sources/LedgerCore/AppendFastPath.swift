@@ -11,8 +11,8 @@
 /// such as `-0`, a time with a fraction, a non-ASCII code...) is parsed and validated by the
 /// generic code on its own, so one unusual event does not send the whole request back. Around the
 /// events, only `{"op":"append","events":[...]}` in that key order is taken (white space allowed).
-enum AppendFastPath {
-    static func decode(_ line: UnsafeRawBufferPointer) -> [Event]? {
+@_spi(Testing) public enum AppendFastPath {
+    @_spi(Testing) public static func decode(_ line: UnsafeRawBufferPointer) -> [Event]? {
         guard let base = line.baseAddress else { return nil }
         let tables = FastTables.shared
         var s = ByteScanner(p: base, n: line.count)

@@ -21,7 +21,7 @@ public enum Request: Sendable {
 
     /// `decode` without the fast path of `AppendFastPath`: the reference it is tested against,
     /// and what names every error.
-    static func decodeGeneric(_ line: UnsafeRawBufferPointer) throws(LedgerError) -> Request {
+    @_spi(Testing) public static func decodeGeneric(_ line: UnsafeRawBufferPointer) throws(LedgerError) -> Request {
         let value: JSONValue
         do { value = try JSONParser.parse(line) } catch {
             throw LedgerError(.malformed, "the request is not valid JSON: \(error)")

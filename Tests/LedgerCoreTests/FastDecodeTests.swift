@@ -1,4 +1,4 @@
-@testable import LedgerCore
+@_spi(Testing) import LedgerCore
 import Testing
 
 /// Differential tests of the append fast path (`AppendFastPath`) against the generic decoder
@@ -73,7 +73,8 @@ struct FastDecodeTests {
         mutating func time() -> String {
             let year = chance(2) ? pick([0, 1, 9999]) : 1970 + below(60)
             let month = 1 + below(12)
-            let day = 1 + below(Timestamp.daysInMonth(year: year, month: month))
+            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+            let day = 1 + below(month == 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].contains(month) ? 30 : 31)
             func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
             func four(_ v: Int) -> String { String(repeating: "0", count: 4 - String(v).count) + String(v) }
             var s = four(year) + "-" + two(month) + "-" + two(day) + (chance(oddity / 4) ? "t" : "T")
