@@ -78,6 +78,10 @@ let package = Package(
         .executableTarget(
             name: "FuzzLedger", dependencies: ["LedgerCore"],
             swiftSettings: strictSettings + [.unsafeFlags(["-parse-as-library"])]),
+        // A release-mode measurement of Request.decode (not a product; Benchmarks/decode/main.swift).
+        .executableTarget(
+            name: "DecodeBench", dependencies: ["LedgerCore"], path: "Benchmarks/decode",
+            swiftSettings: strictSettings),
         // Test support: temporary ledgers and an in-process socket client.
         .target(
             name: "LedgerTestSupport",

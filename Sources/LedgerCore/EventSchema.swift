@@ -103,6 +103,12 @@ public enum EventSchema {
         }
     }
 
+    /// A `.label(max:)`: 1 to `max` characters, none of them a control character.
+    static func isLabel(_ s: String, max: Int) -> Bool {
+        let n = s.count
+        return n >= 1 && n <= max && !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    }
+
     static func checkString(_ s: String, name: String, kind: Kind) throws(LedgerError) {
         switch kind {
         case .code(let codes):
@@ -115,8 +121,7 @@ public enum EventSchema {
                 throw LedgerError(.invalidEvent, "`\(name)` must be an ISO 3166-1 alpha-3 code such as VEN, got \"\(s.prefix(40))\"")
             }
         case .label(let max):
-            let n = s.count
-            guard n >= 1, n <= max, !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            guard isLabel(s, max: max) else {
                 throw LedgerError(.invalidEvent, "`\(name)` must be 1 to \(max) characters without control characters")
             }
         case .pseudonym:

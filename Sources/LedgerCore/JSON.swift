@@ -99,6 +99,17 @@ public struct JSONParser: ~Copyable {
         try parse(Array(text.utf8), maxDepth: maxDepth)
     }
 
+    /// Parses the one value that starts at `offset` (no white space before it) as if it were nested
+    /// `depth` levels deep; returns it with the offset just past it. For the fast path of appends,
+    /// which hands an event it does not take to this parser.
+    static func parseValue(_ bytes: UnsafeRawBufferPointer, at offset: Int, depth: Int,
+                           maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> (JSONValue, Int) {
+        var p = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        p.i = offset
+        let v = try p.parseValue(depth: depth)
+        return (v, p.i)
+    }
+
     private init(bytes: UnsafeRawBufferPointer, maxDepth: Int) {
         self.bytes = bytes
         self.maxDepth = maxDepth

@@ -15,6 +15,13 @@ public enum Request: Sendable {
     /// off the writer's thread.
     /// - Throws: `LedgerError` with the contract's code; for an append the index of the bad event.
     public static func decode(_ line: UnsafeRawBufferPointer) throws(LedgerError) -> Request {
+        if let events = AppendFastPath.decode(line) { return .append(events) }
+        return try decodeGeneric(line)
+    }
+
+    /// `decode` without the fast path of `AppendFastPath`: the reference it is tested against,
+    /// and what names every error.
+    @_spi(Testing) public static func decodeGeneric(_ line: UnsafeRawBufferPointer) throws(LedgerError) -> Request {
         let value: JSONValue
         do { value = try JSONParser.parse(line) } catch {
             throw LedgerError(.malformed, "the request is not valid JSON: \(error)")
