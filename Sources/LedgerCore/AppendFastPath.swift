@@ -244,8 +244,12 @@
             // Copied out at its exact size (this way of making an Array is also the cheapest).
             canonical = Array(UnsafeBufferPointer(start: scratch.bytes, count: w.count))
         }
-        return Event(id: s.string(id), type: t.types[typeIndex], caseID: s.string(caseID), at: atTime,
-                     expectedVersion: expectedVersion, data: JSONObject(members), canonical: canonical)
+        let data = JSONObject(members)
+        let type = t.types[typeIndex]
+        let caseString = s.string(caseID)
+        return Event(id: s.string(id), type: type, caseID: caseString, at: atTime,
+                     expectedVersion: expectedVersion, data: data, canonical: canonical,
+                     facts: EventFacts(type: type, caseID: caseString, at: atTime, expectedVersion: expectedVersion, data: data))
     }
 
     /// `data` from its `{`, into `scratch`; false when not of the simple shape.

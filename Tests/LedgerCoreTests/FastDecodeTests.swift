@@ -194,7 +194,7 @@ struct FastDecodeTests {
     static func same(_ a: Event, _ b: Event) -> Bool {
         Array(a.id.utf8) == Array(b.id.utf8) && a.type == b.type && Array(a.caseID.utf8) == Array(b.caseID.utf8)
             && a.at.seconds == b.at.seconds && Array(a.at.fraction.utf8) == Array(b.at.fraction.utf8)
-            && a.expectedVersion == b.expectedVersion && same(a.data, b.data) && a.canonical == b.canonical
+            && a.expectedVersion == b.expectedVersion && same(a.data, b.data) && a.canonical == b.canonical && a.facts == b.facts
     }
 
     struct Outcome {
