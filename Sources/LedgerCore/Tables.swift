@@ -5,26 +5,29 @@
 /// Strings (case ids, event ids) to values: keys and values in insertion order, so a value can be
 /// read and changed in place by its index.
 public struct StringTable<Value> {
-    public private(set) var keys: [String] = []
+    /// The keys in insertion order.
+    @inlinable public var keys: [String] { storedKeys }
+    @usableFromInline var storedKeys: [String] = []
     public var values: [Value] = []
     /// 0 when empty, else the high 32 bits of the key's hash ‖ (index + 1).
-    private var slots: [UInt64]
-    private var mask: Int
+    @usableFromInline var slots: [UInt64]
+    @usableFromInline var mask: Int
 
+    @inlinable
     public init(capacity: Int = 16) {
         var n = 16
         while n < capacity * 2 { n <<= 1 }
         slots = Array(repeating: 0, count: n)
         mask = n - 1
-        keys.reserveCapacity(capacity)
+        storedKeys.reserveCapacity(capacity)
         values.reserveCapacity(capacity)
     }
 
-    public var count: Int { keys.count }
-    public var isEmpty: Bool { keys.isEmpty }
+    @inlinable public var count: Int { storedKeys.count }
+    @inlinable public var isEmpty: Bool { storedKeys.isEmpty }
 
     /// FNV-1a over the UTF-8 bytes, then a multiply-xorshift finish so the low bits are mixed.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func hash(_ s: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
@@ -35,7 +38,7 @@ public struct StringTable<Value> {
     }
 
     /// The index of `key`, or nil.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func index(of key: String) -> Int? {
         let h = StringTable.hash(key)
         let tag = h >> 32
@@ -45,14 +48,14 @@ public struct StringTable<Value> {
             if s == 0 { return nil }
             if s >> 32 == tag {
                 let k = Int(s & 0xFFFF_FFFF) - 1
-                if keys[k] == key { return k }
+                if storedKeys[k] == key { return k }
             }
             i = (i + 1) & mask
         }
     }
 
     /// The index of `key`, inserting it with `make()` when absent.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func index(of key: String, orInsert make: () -> Value) -> Int {
         let h = StringTable.hash(key)
         let tag = h >> 32
@@ -62,27 +65,29 @@ public struct StringTable<Value> {
             if s == 0 { break }
             if s >> 32 == tag {
                 let k = Int(s & 0xFFFF_FFFF) - 1
-                if keys[k] == key { return k }
+                if storedKeys[k] == key { return k }
             }
             i = (i + 1) & mask
         }
-        let k = keys.count
-        keys.append(key)
+        let k = storedKeys.count
+        storedKeys.append(key)
         values.append(make())
         slots[i] = tag << 32 | UInt64(k + 1)
-        if keys.count * 2 > slots.count { grow() }
+        if storedKeys.count * 2 > slots.count { grow() }
         return k
     }
 
+    @inlinable
     public subscript(key: String) -> Value? {
         index(of: key).map { values[$0] }
     }
 
-    private mutating func grow() {
+    @usableFromInline
+    mutating func grow() {
         let n = slots.count * 2
         var next = [UInt64](repeating: 0, count: n)
         let m = n - 1
-        for (k, key) in keys.enumerated() {
+        for (k, key) in storedKeys.enumerated() {
             let h = StringTable.hash(key)
             var i = Int(truncatingIfNeeded: h) & m
             while next[i] != 0 { i = (i + 1) & m }

@@ -309,7 +309,7 @@ public final class Ledger: Sendable {
                     var overlay = Overlay(checkpoint: state.overlay.checkpoint)
                     overlay.durations = state.overlay.durations
                     if let wanted {
-                        for id in wanted { if let r = state.overlay.caseRecord(id) { _ = overlay.setCase(id, r) } }
+                        for id in wanted { if let r = state.overlay.caseRecord(id) { overlay.setCase(id, r) } }
                     } else {
                         overlay.cases = state.overlay.cases
                         overlay.ids = state.overlay.ids
@@ -450,26 +450,31 @@ public final class Ledger: Sendable {
         var position = head.position
         var accepted: [Int] = []  // indexes into `request`, at positions head + 1, head + 2, …
         accepted.reserveCapacity(request.count)
-        for (index, event) in request.enumerated() {
-            if let existing = try self.position(ofID: event.id, overlay: overlay, txn: txn) {
+        for index in request.indices {
+            let id = request[index].id
+            // The id's slot in the overlay (0 while it names no event there).
+            let ii = overlay.ids.index(of: id) { 0 }
+            let existing = overlay.ids.values[ii] != 0 ? overlay.ids.values[ii] : try storedPosition(ofID: id, txn: txn)
+            if let existing {
                 let same: Bool
                 if existing > head.position {  // earlier in this request
-                    same = request[accepted[Int(existing - head.position - 1)]].canonical == event.canonical
+                    same = request[accepted[Int(existing - head.position - 1)]].canonical == request[index].canonical
                 } else {
                     guard let stored = try self.event(txn, at: existing) else {
                         throw StoreError("the id index points at missing position \(existing); run `ledgerctl verify`")
                     }
-                    same = stored.event.elementsEqual(event.canonical)
+                    same = stored.event.elementsEqual(request[index].canonical)
                 }
                 if same {
                     results.append(AppendResult(position: existing, duplicate: true))
                     continue
                 }
-                throw LedgerError(.idConflict, "id \"\(event.id)\" is already at position \(existing) with other content; use a new id for a new event", index: index)
+                throw LedgerError(.idConflict, "id \"\(id)\" is already at position \(existing) with other content; use a new id for a new event", index: index)
             }
             position += 1
             do {
-                try apply(event.facts, id: event.id, position: position, overlay: &overlay, undo: &undo, delta: &delta, txn: txn)
+                try apply(request[index].facts, id: id, idIndex: ii, position: position, overlay: &overlay, undo: &undo,
+                          delta: &delta, txn: txn)
             } catch let e as LedgerError {
                 throw e.at(index: index)
             }

@@ -40,10 +40,9 @@ struct Overlay {
         cases.index(of: id).map { cases.values[$0] }
     }
 
-    mutating func setCase(_ id: String, _ record: CaseRecord?) -> CaseRecord? {
+    mutating func setCase(_ id: String, _ record: CaseRecord?) {
         let i = cases.index(of: id) { nil }
-        defer { cases.values[i] = record }
-        return cases.values[i]
+        cases.values[i] = record
     }
 
     func position(ofID id: String) -> UInt64? {
@@ -51,16 +50,26 @@ struct Overlay {
         return ids.values[i]
     }
 
-    /// Changes made by requests that may still fail, newest last, to take back.
+    /// Changes made by requests that may still fail, newest last, to take back. Entries name
+    /// indexes in `cases` and `ids` (a table never moves its values).
     struct Undo {
-        var cases: [(id: String, previous: CaseRecord?)] = []
-        var ids: [String] = []
+        /// A case's record before: absent from the overlay (nil), or its state and how many
+        /// positions it had (the event's position was appended in place).
+        var cases: [(index: Int, previous: (state: CaseState, positions: Int)?)] = []
+        var ids: [Int] = []
         var durations = 0
     }
 
     mutating func rollBack(_ undo: Undo) {
-        for (id, previous) in undo.cases.reversed() { _ = setCase(id, previous) }
-        for id in undo.ids { if let i = ids.index(of: id) { ids.values[i] = 0 } }
+        for (i, previous) in undo.cases.reversed() {
+            if let previous {
+                cases.values[i]!.state = previous.state
+                cases.values[i]!.positions.removeLast(cases.values[i]!.positions.count - previous.positions)
+            } else {
+                cases.values[i] = nil
+            }
+        }
+        for i in undo.ids { ids.values[i] = 0 }
         durations.removeLast(durations.count - undo.durations)
     }
 
@@ -97,34 +106,53 @@ extension Ledger {
     /// The case's record: the overlay's, else the stored one.
     func caseRecord(_ id: String, overlay: Overlay, txn: some Transaction) throws -> CaseRecord? {
         if let r = overlay.caseRecord(id) { return r }
-        return try id.utf8.withContiguousStorageIfAvailable { key in
-            try txn.withValue(cases, key: UnsafeRawBufferPointer(key)) { CaseRecord.decode($0) } ?? nil
-        } ?? txn.get(cases, key: Array(id.utf8)).flatMap(CaseRecord.decode)
+        return try storedCaseRecord(id, txn: txn)
+    }
+
+    func storedCaseRecord(_ id: String, txn: some Transaction) throws -> CaseRecord? {
+        var key = id
+        return try key.withUTF8 { k in
+            try txn.withValue(cases, key: UnsafeRawBufferPointer(k)) { CaseRecord.decode($0) } ?? nil
+        }
     }
 
     /// The position of the event with `id`: from the overlay, else the `ids` index.
     func position(ofID id: String, overlay: Overlay, txn: some Transaction) throws -> UInt64? {
         if let p = overlay.position(ofID: id) { return p }
-        return try id.utf8.withContiguousStorageIfAvailable { key in
-            try txn.withValue(ids, key: UnsafeRawBufferPointer(key)) { Ledger.decodeUInt64($0) }
-        } ?? txn.get(ids, key: Array(id.utf8)).map { Ledger.decodeUInt64($0) }
+        return try storedPosition(ofID: id, txn: txn)
+    }
+
+    func storedPosition(ofID id: String, txn: some Transaction) throws -> UInt64? {
+        var key = id
+        return try key.withUTF8 { k in
+            try txn.withValue(ids, key: UnsafeRawBufferPointer(k)) { Ledger.decodeUInt64($0) }
+        }
     }
 
     /// Applies the event with `facts` and `id` at `position` to its case in `overlay` (noting in
     /// `undo` what it replaced) and adds its effect to `delta`. The one path of appending and of
     /// catching up after the checkpoint.
+    /// - Parameter idIndex: the id's index in `overlay.ids` when the caller has it.
     /// - Throws: `LedgerError` when the case does not allow the event; nothing is changed then.
-    func apply(_ facts: EventFacts, id: String, position: UInt64, overlay: inout Overlay, undo: inout Overlay.Undo,
-               delta: inout ProjectionDelta, txn: some Transaction) throws {
-        let before = try caseRecord(facts.caseID, overlay: overlay, txn: txn)
+    func apply(_ facts: EventFacts, id: String, idIndex: Int? = nil, position: UInt64, overlay: inout Overlay,
+               undo: inout Overlay.Undo, delta: inout ProjectionDelta, txn: some Transaction) throws {
+        let ci = overlay.cases.index(of: facts.caseID) { nil }
         let samplesBefore = delta.durations.count
-        let after = try CaseMachine.apply(facts, to: before?.state, window: window, delta: &delta)
-        var positions = before?.positions ?? []
-        positions.append(position)
-        undo.cases.append((facts.caseID, overlay.setCase(facts.caseID, CaseRecord(state: after, positions: positions))))
-        let i = overlay.ids.index(of: id) { 0 }
-        overlay.ids.values[i] = position
-        undo.ids.append(id)
+        if let before = overlay.cases.values[ci] {
+            var state = before.state
+            try CaseMachine.apply(facts, existing: &state, window: window, delta: &delta)
+            undo.cases.append((ci, (before.state, before.positions.count)))
+            overlay.cases.values[ci]!.state = state
+            overlay.cases.values[ci]!.positions.append(position)
+        } else {
+            let stored = try storedCaseRecord(facts.caseID, txn: txn)
+            let state = try CaseMachine.apply(facts, to: stored?.state, window: window, delta: &delta)
+            undo.cases.append((ci, nil))
+            overlay.cases.values[ci] = CaseRecord(state: state, positions: (stored?.positions ?? []) + [position])
+        }
+        let ii = idIndex ?? overlay.ids.index(of: id) { 0 }
+        overlay.ids.values[ii] = position
+        undo.ids.append(ii)
         for d in delta.durations[samplesBefore...] {
             overlay.durations.append(DurationSample(measure: d.measure, seconds: d.seconds, position: position))
         }
