@@ -129,7 +129,14 @@ public struct WriteTransaction: Transaction {
 
     /// Stores `value` under the big-endian encoding of `key`.
     public func put(_ db: Database, key: UInt64, value: [UInt8], flags: PutFlags = []) throws(LMDBError) {
-        try put(db, key: withUnsafeBytes(of: key.bigEndian) { Array($0) }, value: value, flags: flags)
+        let rc: Int32 = withUnsafeBytes(of: key.bigEndian) { k in
+            value.withUnsafeBytes { v in
+                var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+                return mdb_put(handle, db.dbi, &kv, &vv, flags.rawValue)
+            }
+        }
+        try check(rc, "mdb_put")
     }
 
     /// Removes `key`. Returns false when it was not present.

@@ -30,6 +30,8 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private var finished = false
     private var started = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Where committed requests are released.
+    private let janitor = DispatchQueue(label: "ledger-writer-janitor", qos: .utility)
 
     /// - Parameters:
     ///   - maxGroupEvents: the most events one commit takes (a bigger single request still goes alone).
@@ -121,6 +123,16 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 onCommit(head, appended, group.count, seconds)
             }
             for (p, r) in zip(group, results) { p.completion(r) }
+            // Freeing thousands of decoded events is not the writer's job: another thread does it
+            // while the writer starts the next commit.
+            let done = UncheckedBox(consume group)
+            janitor.async { _ = done }
         }
     }
+}
+
+/// Hands a value to another thread; the sender no longer uses it.
+private struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -10,11 +10,18 @@ struct CaseRecord: Equatable {
     var positions: [UInt64]
 
     func encoded() -> [UInt8] {
-        var w = ByteWriter()
-        w.bytes.reserveCapacity(64 + state.referrals.count * 40 + positions.count * 8)
+        var out: [UInt8] = []
+        encode(into: &out)
+        return out
+    }
+
+    /// Appends the encoding to `out`.
+    func encode(into out: inout [UInt8]) {
+        var w = ByteWriter(bytes: consume out)
+        w.bytes.reserveCapacity(w.bytes.count + 64 + state.referrals.count * 40 + positions.count * 8)
         state.encode(into: &w)
         for p in positions { w.u64(p) }
-        return w.bytes
+        out = w.bytes
     }
 
     /// Reads `encoded()`'s form; nil when the bytes are not one.

@@ -1,6 +1,7 @@
 public import LedgerCore
 public import LMDBKit
 import Crypto
+import Dispatch
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -385,7 +386,10 @@ public final class Ledger: Sendable {
                 state.head = newHead
                 state.counters = counters
                 if checkpointed {
+                    // The old overlay (a checkpoint's worth of records) is freed on another thread.
+                    let old = UncheckedSendable(state.overlay)
                     state.overlay = Overlay(checkpoint: newHead.position, capacity: options.checkpointEvents)
+                    DispatchQueue.global(qos: .utility).async { _ = old }
                     // The pages the checkpoint touched need not stay mapped (RSS stays bounded).
                     environment.releaseMappedPages()
                 }

@@ -73,32 +73,20 @@ struct Overlay {
         durations.removeLast(durations.count - undo.durations)
     }
 
-    /// The case records to store, sorted by key (LMDB's order).
-    var sortedCases: [(key: [UInt8], value: CaseRecord)] {
-        var keys: [[UInt8]] = []
-        var records: [CaseRecord] = []
-        keys.reserveCapacity(cases.count)
-        records.reserveCapacity(cases.count)
-        for (i, id) in cases.keys.enumerated() {
-            if let r = cases.values[i] {
-                keys.append(Array(id.utf8))
-                records.append(r)
-            }
+    /// The indexes in `keys` of the entries to store (`include`), in LMDB's key order.
+    static func sortedIndexes(_ keys: [String], include: (Int) -> Bool) -> [Int] {
+        var order: [(a: UInt64, b: UInt64, index: Int)] = []
+        order.reserveCapacity(keys.count)
+        for (i, key) in keys.enumerated() where include(i) {
+            let (a, b) = Ledger.keyWords(key)
+            order.append((a, b, i))
         }
-        return Ledger.sortedOrder(keys).map { (keys[$0], records[$0]) }
-    }
-
-    /// The ids to store, sorted by key.
-    var sortedIDs: [(key: [UInt8], value: UInt64)] {
-        var keys: [[UInt8]] = []
-        var positions: [UInt64] = []
-        keys.reserveCapacity(ids.count)
-        positions.reserveCapacity(ids.count)
-        for (i, id) in ids.keys.enumerated() where ids.values[i] != 0 {
-            keys.append(Array(id.utf8))
-            positions.append(ids.values[i])
+        order.sort { x, y in
+            if x.a != y.a { return x.a < y.a }
+            if x.b != y.b { return x.b < y.b }
+            return Ledger.bytesPrecede(Array(keys[x.index].utf8), Array(keys[y.index].utf8))
         }
-        return Ledger.sortedOrder(keys).map { (keys[$0], positions[$0]) }
+        return order.map(\.index)
     }
 }
 
@@ -191,14 +179,31 @@ extension Ledger {
     /// Writes the overlay and `counters` into their databases and marks them as reflecting `head`.
     /// Keys are written in sorted order.
     func writeCheckpoint(_ overlay: Overlay, counters: CounterTable, head: UInt64, txn: WriteTransaction) throws {
-        for (key, record) in overlay.sortedCases {
-            try txn.put(cases, key: key, value: record.encoded())
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(4096)
+        let caseKeys = overlay.cases.keys
+        for i in Overlay.sortedIndexes(caseKeys, include: { overlay.cases.values[$0] != nil }) {
+            var key = caseKeys[i]
+            buffer.removeAll(keepingCapacity: true)
+            overlay.cases.values[i]!.encode(into: &buffer)
+            try key.withUTF8 { k in
+                try buffer.withUnsafeBytes { v in try txn.put(cases, key: UnsafeRawBufferPointer(k), value: v) }
+            }
         }
-        for (key, position) in overlay.sortedIDs {
-            try txn.put(ids, key: key, value: Ledger.encodeUInt64(position))
+        let idKeys = overlay.ids.keys
+        for i in Overlay.sortedIndexes(idKeys, include: { overlay.ids.values[$0] != 0 }) {
+            var key = idKeys[i]
+            try key.withUTF8 { k in
+                try withUnsafeBytes(of: overlay.ids.values[i].bigEndian) { v in
+                    try txn.put(ids, key: UnsafeRawBufferPointer(k), value: v)
+                }
+            }
         }
-        for key in overlay.durations.map(\.key).sorted(by: Ledger.bytesPrecede) {
-            try txn.put(durations, key: key, value: [])
+        let samples = overlay.durations.sorted {
+            ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position)
+        }
+        for d in samples {
+            try txn.put(durations, key: d.key, value: [])
         }
         for (k, v) in counters.all {
             if v == 0 {
@@ -208,6 +213,19 @@ extension Ledger {
             }
         }
         try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head))
+    }
+
+    /// The first 16 bytes of a key as two big-endian integers, zero-padded: ordering by them agrees
+    /// with LMDB's order except between keys that share them.
+    static func keyWords(_ key: String) -> (UInt64, UInt64) {
+        var a: UInt64 = 0
+        var b: UInt64 = 0
+        var n = 0
+        for byte in key.utf8 {
+            if n < 8 { a |= UInt64(byte) << UInt64(56 - 8 * n) } else if n < 16 { b |= UInt64(byte) << UInt64(56 - 8 * (n - 8)) } else { break }
+            n += 1
+        }
+        return (a, b)
     }
 
     /// The first 8 bytes of a key, big-endian, zero-padded: ordering by it agrees with LMDB's order
