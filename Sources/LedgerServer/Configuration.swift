@@ -18,6 +18,9 @@ public struct Configuration: Sendable, Equatable {
     public var initialMapSizeMiB = 1024
     /// The largest the LMDB map may grow to, GiB; past it appends get `unavailable`.
     public var maxMapSizeGiB = 1024
+    /// Events after which the projections kept in memory are written to disk (a checkpoint); also
+    /// the most events replayed at a start after a crash.
+    public var checkpointEvents = 100_000
     /// SwiftNIO event-loop threads (decoding happens there).
     public var eventLoopThreads = 1
     /// Threads that serve reads (`read`, `status`) off the event loop.
@@ -48,7 +51,7 @@ public struct Configuration: Sendable, Equatable {
     /// Every key the file and the environment accept.
     public static let keys = [
         "data_dir", "socket", "max_line_bytes", "max_pending_per_connection", "subscriber_stall_seconds", "max_group_events",
-        "initial_map_size_mib", "max_map_size_gib", "event_loop_threads", "read_threads",
+        "initial_map_size_mib", "max_map_size_gib", "checkpoint_events", "event_loop_threads", "read_threads",
         "append_users", "append_groups", "log_level", "metrics_address", "window_start", "window_end",
     ]
 
@@ -136,6 +139,7 @@ public struct Configuration: Sendable, Equatable {
         case "max_group_events": maxGroupEvents = try int(min: 1)
         case "initial_map_size_mib": initialMapSizeMiB = try int(min: 1)
         case "max_map_size_gib": maxMapSizeGiB = try int(min: 1)
+        case "checkpoint_events": checkpointEvents = try int(min: 1)
         case "event_loop_threads": eventLoopThreads = try int(min: 1)
         case "read_threads": readThreads = try int(min: 1)
         case "append_users": appendUsers = try list()
