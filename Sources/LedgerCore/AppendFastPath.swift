@@ -247,9 +247,10 @@
         let data = JSONObject(members)
         let type = t.types[typeIndex]
         let caseString = s.string(caseID)
-        return Event(id: s.string(id), type: type, caseID: caseString, at: atTime,
+        let idString = s.string(id)
+        return Event(id: idString, type: type, caseID: caseString, at: atTime,
                      expectedVersion: expectedVersion, data: data, canonical: canonical,
-                     facts: EventFacts(type: type, caseID: caseString, at: atTime, expectedVersion: expectedVersion, data: data))
+                     facts: EventFacts(type: type, id: idString, caseID: caseString, at: atTime, expectedVersion: expectedVersion, data: data))
     }
 
     /// `data` from its `{`, into `scratch`; false when not of the simple shape.

@@ -71,7 +71,7 @@ public struct Event: Sendable, Equatable {
         }
         guard let data else { throw missing("data") }
         try EventSchema.validate(data, for: type)
-        let facts = EventFacts(type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data)
+        let facts = EventFacts(type: type, id: id, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data)
         if let known {
             return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data,
                          canonical: known, facts: facts)

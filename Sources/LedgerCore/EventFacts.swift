@@ -66,6 +66,8 @@ public enum Alpha3 {
 /// `EventFacts.decode`; `ledgerctl verify` checks that the stored facts are those of the stored JSON.
 public struct EventFacts: Sendable, Equatable {
     public var type: EventType
+    /// The event's `id`, for the ids index a replay rebuilds.
+    public var id: String = ""
     public var caseID: String
     public var at: Instant
     /// `expected_version`, or -1 when absent.
@@ -82,6 +84,9 @@ public struct EventFacts: Sendable, Equatable {
     /// Referred: index into `Codes.pathways`, and persons.
     public var pathway: UInt8 = 0
     public var persons: UInt8 = 0
+    /// The position of the case's previous event (0 for its first): set when the event is stored,
+    /// so a case's events can be found from its last one.
+    public var previous: UInt64 = 0
 
     public init(type: EventType, caseID: String, at: Instant, expectedVersion: Int64 = -1) {
         self.type = type
@@ -92,8 +97,9 @@ public struct EventFacts: Sendable, Equatable {
 
     /// The facts of an envelope whose `data` has been validated for its type
     /// (`EventSchema.validate`), so every code is in its list.
-    init(type: EventType, caseID: String, at: Timestamp, expectedVersion: Int64?, data: JSONObject) {
+    init(type: EventType, id: String, caseID: String, at: Timestamp, expectedVersion: Int64?, data: JSONObject) {
         self.init(type: type, caseID: caseID, at: at.instant, expectedVersion: expectedVersion ?? -1)
+        self.id = id
         func index(_ field: String, _ list: [String]) -> UInt8 {
             UInt8(list.firstIndex(of: data.string(field) ?? "") ?? 0)
         }
@@ -120,11 +126,11 @@ public struct EventFacts: Sendable, Equatable {
 
     // MARK: Binary form
 
-    static let encodingVersion: UInt8 = 1
+    static let encodingVersion: UInt8 = 2
 
     /// version, type, seconds (8), nanos (4), expected version (8), household, office,
-    /// nationality (4), code, pathway, persons, then the case id and the referral, each with a
-    /// one-byte length.
+    /// nationality (4), code, pathway, persons, previous (8), then the case id, the referral and
+    /// the id, each with a one-byte length.
     public func encode(into out: inout [UInt8]) {
         out.append(EventFacts.encodingVersion)
         out.append(type.index)
@@ -137,34 +143,41 @@ public struct EventFacts: Sendable, Equatable {
         out.append(code)
         out.append(pathway)
         out.append(persons)
-        out.append(UInt8(caseID.utf8.count))
-        out.append(contentsOf: caseID.utf8)
-        out.append(UInt8(referral.utf8.count))
-        out.append(contentsOf: referral.utf8)
+        appendBigEndian(previous, 8, &out)
+        for s in [caseID, referral, id] {
+            out.append(UInt8(s.utf8.count))
+            out.append(contentsOf: s.utf8)
+        }
     }
 
     public var encoded: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(40 + caseID.utf8.count + referral.utf8.count)
+        out.reserveCapacity(48 + caseID.utf8.count + referral.utf8.count + id.utf8.count)
         encode(into: &out)
         return out
     }
 
-    static let fixedSize = 31
+    static let fixedSize = 39
 
     /// Reads `encode`'s form from the whole of `b`; nil when it is not one.
     public static func decode(_ b: UnsafeRawBufferPointer) -> EventFacts? {
-        guard b.count >= fixedSize + 2, b[0] == encodingVersion, b[1] < EventType.ordered.count else { return nil }
+        guard b.count >= fixedSize + 3, b[0] == encodingVersion, b[1] < EventType.ordered.count else { return nil }
         func be(_ from: Int, _ n: Int) -> UInt64 {
             var v: UInt64 = 0
             for k in from..<(from + n) { v = v << 8 | UInt64(b[k]) }
             return v
         }
-        let caseLength = Int(b[fixedSize])
-        let referralAt = fixedSize + 1 + caseLength
-        guard referralAt < b.count, referralAt + 1 + Int(b[referralAt]) == b.count else { return nil }
-        var f = EventFacts(type: EventType.ordered[Int(b[1])],
-                           caseID: String(decoding: UnsafeRawBufferPointer(rebasing: b[(fixedSize + 1)..<referralAt]), as: UTF8.self),
+        // The three strings, each after its length.
+        func span(_ at: Int) -> Range<Int>? {
+            guard at < b.count, at + 1 + Int(b[at]) <= b.count else { return nil }
+            return (at + 1)..<(at + 1 + Int(b[at]))
+        }
+        guard let caseSpan = span(fixedSize), let referralSpan = span(caseSpan.upperBound),
+              let idSpan = span(referralSpan.upperBound), idSpan.upperBound == b.count else { return nil }
+        func string(_ r: Range<Int>) -> String {
+            r.isEmpty ? "" : String(decoding: UnsafeRawBufferPointer(rebasing: b[r]), as: UTF8.self)
+        }
+        var f = EventFacts(type: EventType.ordered[Int(b[1])], caseID: string(caseSpan),
                            at: Instant(seconds: Int64(bitPattern: be(2, 8)), nanos: Int32(bitPattern: UInt32(be(10, 4)))),
                            expectedVersion: Int64(bitPattern: be(14, 8)))
         f.householdSize = b[22]
@@ -173,9 +186,9 @@ public struct EventFacts: Sendable, Equatable {
         f.code = b[28]
         f.pathway = b[29]
         f.persons = b[30]
-        if b[referralAt] > 0 {
-            f.referral = String(decoding: UnsafeRawBufferPointer(rebasing: b[(referralAt + 1)...]), as: UTF8.self)
-        }
+        f.previous = be(31, 8)
+        f.referral = string(referralSpan)
+        f.id = string(idSpan)
         return f
     }
 

@@ -155,10 +155,9 @@ public struct Replay: Sendable {
     public private(set) var cases = StringTable<CaseState>(capacity: 1 << 16)
     public private(set) var counters = CounterTable()
     public private(set) var durations = SampleArrays()
-    /// With `keepsPositions`: each applied event's position and its case's index in `cases`, and
-    /// every duration sample with the position of the event that made it.
-    public private(set) var eventPositions: [UInt64] = []
-    public private(set) var eventCases: [Int32] = []
+    /// With `keepsPositions`: each case's latest position (same index as `cases`), and every
+    /// duration sample with the position of the event that made it.
+    public private(set) var lastPositions: [UInt64] = []
     public private(set) var samples: [(measure: Measure, seconds: Int64, position: UInt64)] = []
     public let keepsPositions: Bool
     /// Events applied, and skipped for being after `asOf`.
@@ -203,8 +202,7 @@ public struct Replay: Sendable {
             index = cases.index(of: event.caseID) { state }
         }
         if keepsPositions {
-            eventPositions.append(position)
-            eventCases.append(Int32(index))
+            if index == lastPositions.count { lastPositions.append(position) } else { lastPositions[index] = position }
         }
         scratch.apply(to: &counters)
         for d in scratch.durations {
@@ -213,21 +211,6 @@ public struct Replay: Sendable {
         }
         applied += 1
         return scratch.durations
-    }
-
-    /// With `keepsPositions`: the positions of each case's events, in order, as one array and the
-    /// offsets of each case's run in it (case `i` has `positions[offsets[i]..<offsets[i + 1]]`).
-    public func casePositions() -> (offsets: [Int], positions: [UInt64]) {
-        var offsets = [Int](repeating: 0, count: cases.count + 1)
-        for c in eventCases { offsets[Int(c) + 1] += 1 }
-        for i in 0..<cases.count { offsets[i + 1] += offsets[i] }
-        var next = offsets
-        var positions = [UInt64](repeating: 0, count: eventCases.count)
-        for (k, c) in eventCases.enumerated() {
-            positions[next[Int(c)]] = eventPositions[k]
-            next[Int(c)] += 1
-        }
-        return (offsets, positions)
     }
 
     /// The report at this point of the replay.

@@ -27,7 +27,7 @@ public struct Head: Sendable, Equatable {
 
 /// The event log on LMDB: one environment in the data directory with the named databases
 /// `meta` (format, head, window, checkpoint position), `events` (position → hash ‖ facts ‖ C_N),
-/// `ids` (event id → position), `cases` (case id → its state and event positions, `CaseRecord`),
+/// `ids` (event id → position), `cases` (case id → its state and latest position, `CaseRecord`),
 /// `projections` (`CounterKey` → count) and `durations` (measure ‖ seconds ‖ position).
 ///
 /// Guarantees:
@@ -81,6 +81,8 @@ public final class Ledger: Sendable {
         /// writes them (a checkpoint). More: fewer, bigger checkpoints and more memory; after a
         /// crash up to this many events are replayed at open.
         public var checkpointEvents = 100_000
+        /// The most cases kept in memory across checkpoints; nil: 4 × `checkpointEvents`.
+        public var caseCacheLimit: Int?
         public init() {}
     }
 
@@ -212,6 +214,9 @@ public final class Ledger: Sendable {
         try environment.read { txn in try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty }
     }
 
+    /// The most cases the writer keeps in memory across checkpoints (see `Overlay`).
+    var cacheLimit: Int { options.caseCacheLimit ?? max(4 * options.checkpointEvents, 1 << 16) }
+
     /// The position the stored projections reflect (the last checkpoint); the events after it are
     /// held in memory by the writer.
     public func checkpointPosition() throws -> UInt64 {
@@ -263,10 +268,26 @@ public final class Ledger: Sendable {
     }
 
     /// The state of a case and its events, from one snapshot; nil state for a case with no events.
+    /// The events are found from the latest back, each naming its case's previous one.
     public func caseHistory(_ caseID: String) throws -> (state: CaseState?, events: [StoredEvent]) {
         try withCurrentState(cases: [caseID]) { txn, current in
-            let record = try caseRecord(caseID, overlay: current.overlay, txn: txn)
-            return (record?.state, try (record?.positions ?? []).compactMap { try event(txn, at: $0) })
+            guard let record = try caseRecord(caseID, overlay: current.overlay, txn: txn) else { return (nil, []) }
+            var events: [StoredEvent] = []
+            var next = record.last
+            while next != 0, events.count < Int(record.state.version) {
+                let found: (StoredEvent, UInt64)? = try withUnsafeBytes(of: next.bigEndian) { k in
+                    try txn.withValue(self.events, key: k) { v in
+                        guard let e = StoredEvent(position: next, value: v), let f = StoredEvent.facts(in: v) else { return nil }
+                        return (e, f.previous)
+                    } ?? nil
+                }
+                guard let (event, previous) = found else {
+                    throw StoreError("case \(caseID)'s event at position \(next) cannot be read; run `ledgerctl verify`")
+                }
+                events.append(event)
+                next = previous
+            }
+            return (record.state, events.reversed())
         }
     }
 
@@ -386,10 +407,7 @@ public final class Ledger: Sendable {
                 state.head = newHead
                 state.counters = counters
                 if checkpointed {
-                    // The old overlay (a checkpoint's worth of records) is freed on another thread.
-                    let old = UncheckedSendable(state.overlay)
-                    state.overlay = Overlay(checkpoint: newHead.position, capacity: options.checkpointEvents)
-                    DispatchQueue.global(qos: .utility).async { _ = old }
+                    state.overlay.checkpointed(at: newHead.position, capacity: options.checkpointEvents, cacheLimit: cacheLimit)
                     // The pages the checkpoint touched need not stay mapped (RSS stays bounded).
                     environment.releaseMappedPages()
                 }
@@ -414,7 +432,7 @@ public final class Ledger: Sendable {
                 }
             }
             if case .failure(let e) = outcome { throw e }
-            state.overlay = Overlay(checkpoint: state.head.position, capacity: options.checkpointEvents)
+            state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents, cacheLimit: cacheLimit)
             environment.releaseMappedPages()
         }
     }
@@ -452,7 +470,9 @@ public final class Ledger: Sendable {
         var results: [AppendResult] = []
         results.reserveCapacity(request.count)
         var position = head.position
-        var accepted: [Int] = []  // indexes into `request`, at positions head + 1, head + 2, …
+        // Indexes into `request` and the positions of their cases' previous events, at positions
+        // head + 1, head + 2, …
+        var accepted: [(index: Int, previous: UInt64)] = []
         accepted.reserveCapacity(request.count)
         for index in request.indices {
             let id = request[index].id
@@ -462,7 +482,7 @@ public final class Ledger: Sendable {
             if let existing {
                 let same: Bool
                 if existing > head.position {  // earlier in this request
-                    same = request[accepted[Int(existing - head.position - 1)]].canonical == request[index].canonical
+                    same = request[accepted[Int(existing - head.position - 1)].index].canonical == request[index].canonical
                 } else {
                     guard let stored = try self.event(txn, at: existing) else {
                         throw StoreError("the id index points at missing position \(existing); run `ledgerctl verify`")
@@ -476,19 +496,20 @@ public final class Ledger: Sendable {
                 throw LedgerError(.idConflict, "id \"\(id)\" is already at position \(existing) with other content; use a new id for a new event", index: index)
             }
             position += 1
+            let previous: UInt64
             do {
-                try apply(request[index].facts, id: id, idIndex: ii, position: position, overlay: &overlay, undo: &undo,
-                          delta: &delta, txn: txn)
+                previous = try apply(request[index].facts, id: id, idIndex: ii, position: position, overlay: &overlay,
+                                     undo: &undo, delta: &delta, txn: txn)
             } catch let e as LedgerError {
                 throw e.at(index: index)
             }
-            accepted.append(index)
+            accepted.append((index, previous))
             results.append(AppendResult(position: position, duplicate: false))
         }
         var hash = head.hash
-        for (k, index) in accepted.enumerated() {
-            let value = StoredEvent.value(previous: hash, event: request[index], position: head.position + UInt64(k) + 1,
-                                          recordTail: recordTail)
+        for (k, (index, casePrevious)) in accepted.enumerated() {
+            let value = StoredEvent.value(previous: hash, event: request[index], casePrevious: casePrevious,
+                                          position: head.position + UInt64(k) + 1, recordTail: recordTail)
             hash = Array(value[0..<32])
             try txn.put(events, key: head.position + UInt64(k) + 1, value: value, flags: .append)
         }

@@ -22,10 +22,20 @@ struct DurationSample: Equatable {
 /// the head; every `checkpointEvents` events one append's transaction also writes the overlay
 /// (sorted, so each B-tree page is rewritten once per checkpoint instead of once per event). After
 /// a crash the overlay is rebuilt by replaying the events after the checkpoint: they are in the log.
+///
+/// The case table doubles as a cache: after a checkpoint its records stay, marked clean, so the
+/// cases that keep getting events are not read and decoded again; it is emptied when it holds
+/// more than `cacheLimit` cases, which bounds the memory whatever the log's size.
 struct Overlay {
+    /// A case in the table: its record at the head when known (nil: read the stored one), and
+    /// whether that differs from the stored one.
+    struct CaseSlot {
+        var record: CaseRecord?
+        var dirty: Bool
+    }
+
     var checkpoint: UInt64
-    /// The case records changed after the checkpoint (nil: taken back, the stored one holds).
-    var cases: StringTable<CaseRecord?>
+    var cases: StringTable<CaseSlot>
     /// The positions of the events after the checkpoint by id (0: taken back).
     var ids: StringTable<UInt64>
     var durations: [DurationSample] = []
@@ -36,13 +46,27 @@ struct Overlay {
         ids = StringTable(capacity: capacity)
     }
 
-    func caseRecord(_ id: String) -> CaseRecord?? {
-        cases.index(of: id).map { cases.values[$0] }
+    /// After a checkpoint at `position`: the same cases, now clean, and no ids or samples; past
+    /// `cacheLimit` cases, no cases either.
+    mutating func checkpointed(at position: UInt64, capacity: Int, cacheLimit: Int) {
+        checkpoint = position
+        ids = StringTable(capacity: capacity)
+        durations.removeAll(keepingCapacity: true)
+        if cases.count > cacheLimit {
+            cases = StringTable(capacity: capacity)
+        } else {
+            for i in cases.values.indices { cases.values[i].dirty = false }
+        }
     }
 
-    mutating func setCase(_ id: String, _ record: CaseRecord?) {
-        let i = cases.index(of: id) { nil }
-        cases.values[i] = record
+    /// The case's record at the head if the overlay knows it.
+    func caseRecord(_ id: String) -> CaseRecord? {
+        cases.index(of: id).flatMap { cases.values[$0].record }
+    }
+
+    mutating func setCase(_ id: String, _ record: CaseRecord) {
+        let i = cases.index(of: id) { CaseSlot(record: nil, dirty: false) }
+        cases.values[i] = CaseSlot(record: record, dirty: true)
     }
 
     func position(ofID id: String) -> UInt64? {
@@ -53,22 +77,13 @@ struct Overlay {
     /// Changes made by requests that may still fail, newest last, to take back. Entries name
     /// indexes in `cases` and `ids` (a table never moves its values).
     struct Undo {
-        /// A case's record before: absent from the overlay (nil), or its state and how many
-        /// positions it had (the event's position was appended in place).
-        var cases: [(index: Int, previous: (state: CaseState, positions: Int)?)] = []
+        var cases: [(index: Int, previous: CaseSlot)] = []
         var ids: [Int] = []
         var durations = 0
     }
 
     mutating func rollBack(_ undo: Undo) {
-        for (i, previous) in undo.cases.reversed() {
-            if let previous {
-                cases.values[i]!.state = previous.state
-                cases.values[i]!.positions.removeLast(cases.values[i]!.positions.count - previous.positions)
-            } else {
-                cases.values[i] = nil
-            }
-        }
+        for (i, previous) in undo.cases.reversed() { cases.values[i] = previous }
         for i in undo.ids { ids.values[i] = 0 }
         durations.removeLast(durations.count - undo.durations)
     }
@@ -121,29 +136,31 @@ extension Ledger {
     /// `undo` what it replaced) and adds its effect to `delta`. The one path of appending and of
     /// catching up after the checkpoint.
     /// - Parameter idIndex: the id's index in `overlay.ids` when the caller has it.
+    /// - Returns: the position of the case's previous event (0 for a new case).
     /// - Throws: `LedgerError` when the case does not allow the event; nothing is changed then.
+    @discardableResult
     func apply(_ facts: EventFacts, id: String, idIndex: Int? = nil, position: UInt64, overlay: inout Overlay,
-               undo: inout Overlay.Undo, delta: inout ProjectionDelta, txn: some Transaction) throws {
-        let ci = overlay.cases.index(of: facts.caseID) { nil }
+               undo: inout Overlay.Undo, delta: inout ProjectionDelta, txn: some Transaction) throws -> UInt64 {
+        let ci = overlay.cases.index(of: facts.caseID) { Overlay.CaseSlot(record: nil, dirty: false) }
         let samplesBefore = delta.durations.count
-        if let before = overlay.cases.values[ci] {
-            var state = before.state
+        let slot = overlay.cases.values[ci]
+        let before = try slot.record ?? storedCaseRecord(facts.caseID, txn: txn)
+        var state: CaseState
+        if let before {
+            state = before.state
             try CaseMachine.apply(facts, existing: &state, window: window, delta: &delta)
-            undo.cases.append((ci, (before.state, before.positions.count)))
-            overlay.cases.values[ci]!.state = state
-            overlay.cases.values[ci]!.positions.append(position)
         } else {
-            let stored = try storedCaseRecord(facts.caseID, txn: txn)
-            let state = try CaseMachine.apply(facts, to: stored?.state, window: window, delta: &delta)
-            undo.cases.append((ci, nil))
-            overlay.cases.values[ci] = CaseRecord(state: state, positions: (stored?.positions ?? []) + [position])
+            state = try CaseMachine.apply(facts, to: nil, window: window, delta: &delta)
         }
+        undo.cases.append((ci, slot))
+        overlay.cases.values[ci] = Overlay.CaseSlot(record: CaseRecord(state: state, last: position), dirty: true)
         let ii = idIndex ?? overlay.ids.index(of: id) { 0 }
         overlay.ids.values[ii] = position
         undo.ids.append(ii)
         for d in delta.durations[samplesBefore...] {
             overlay.durations.append(DurationSample(measure: d.measure, seconds: d.seconds, position: position))
         }
+        return before?.last ?? 0
     }
 
     /// Replays the events after `overlay.checkpoint` up to `head` into `overlay` and `counters`,
@@ -156,13 +173,10 @@ extension Ledger {
         try txn.scan(events, from: overlay.checkpoint + 1) { key, value in
             let position = Ledger.decodeUInt64(key)
             guard position <= head else { return false }
-            guard let facts = StoredEvent.facts(in: value), let stored = StoredEvent(position: position, value: value) else {
+            guard let facts = StoredEvent.facts(in: value) else {
                 throw StoreError("the event at position \(position) cannot be read; run `ledgerctl verify`")
             }
-            let id: String
-            do { id = try stored.decodedEvent().id } catch {
-                throw StoreError("the event at position \(position) is not valid: \(error); run `ledgerctl verify`")
-            }
+            let id = facts.id
             delta.increments.removeAll(keepingCapacity: true)
             delta.durations.removeAll(keepingCapacity: true)
             do {
@@ -182,10 +196,10 @@ extension Ledger {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(4096)
         let caseKeys = overlay.cases.keys
-        for i in Overlay.sortedIndexes(caseKeys, include: { overlay.cases.values[$0] != nil }) {
+        for i in Overlay.sortedIndexes(caseKeys, include: { overlay.cases.values[$0].dirty }) {
             var key = caseKeys[i]
             buffer.removeAll(keepingCapacity: true)
-            overlay.cases.values[i]!.encode(into: &buffer)
+            overlay.cases.values[i].record!.encode(into: &buffer)
             try key.withUTF8 { k in
                 try buffer.withUnsafeBytes { v in try txn.put(cases, key: UnsafeRawBufferPointer(k), value: v) }
             }

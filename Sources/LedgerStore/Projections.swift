@@ -152,10 +152,10 @@ extension Ledger {
                 try txn.scan(events, from: checkpoint + 1) { key, value in
                     let position = Ledger.decodeUInt64(key)
                     guard position <= head.position else { return false }
-                    guard let stored = StoredEvent(position: position, value: value) else {
+                    guard let facts = StoredEvent.facts(in: value) else {
                         throw StoreError("the event at position \(position) cannot be read; run `ledgerctl verify`")
                     }
-                    newIDs.append((Array(try stored.decodedEvent().id.utf8), position))
+                    newIDs.append((Array(facts.id.utf8), position))
                     return true
                 }
             }
@@ -167,13 +167,11 @@ extension Ledger {
             }
             newIDs = Ledger.sortedOrder(newIDs.map(\.key)).map { newIDs[$0] }
             let counters = replay.counters
-            let casePositions = replay.casePositions()
             let outcome = withMapGrowth { () throws in
                 try environment.write { txn in
                     for db in [cases, projections, durations] { try txn.clear(db) }
                     for i in caseOrder {
-                        let record = CaseRecord(state: replay.cases.values[i],
-                                                positions: Array(casePositions.positions[casePositions.offsets[i]..<casePositions.offsets[i + 1]]))
+                        let record = CaseRecord(state: replay.cases.values[i], last: replay.lastPositions[i])
                         try txn.put(cases, key: caseKeys[i], value: record.encoded(), flags: .append)
                     }
                     for s in samples {
@@ -200,9 +198,9 @@ extension Ledger {
         public let head: Head
         /// The non-zero counters.
         public let counters: [CounterKey: Int64]
-        /// Each case's state, encoded, and the positions of its events.
+        /// Each case's state, encoded, and the position of its latest event.
         public let cases: [String: [UInt8]]
-        public let casePositions: [String: [UInt64]]
+        public let lastPositions: [String: UInt64]
         /// The samples of each measure, ascending.
         public let durations: [[Int64]]
     }
@@ -210,31 +208,31 @@ extension Ledger {
     public func currentProjections() throws -> CurrentProjections {
         try withCurrentState(cases: nil) { txn, current in
             var caseMap: [String: [UInt8]] = [:]
-            var positions: [String: [UInt64]] = [:]
+            var positions: [String: UInt64] = [:]
             try txn.scan(cases, from: nil) { key, value in
                 let id = String(decoding: key, as: UTF8.self)
                 if let record = CaseRecord.decode(value) {
                     caseMap[id] = record.state.encoded()
-                    positions[id] = record.positions
+                    positions[id] = record.last
                 } else {
                     caseMap[id] = []  // unreadable: differs from any replayed state
                 }
                 return true
             }
-            for (id, record) in zip(current.overlay.cases.keys, current.overlay.cases.values) {
-                guard let record else { continue }
+            for (id, slot) in zip(current.overlay.cases.keys, current.overlay.cases.values) {
+                guard let record = slot.record else { continue }
                 caseMap[id] = record.state.encoded()
-                positions[id] = record.positions
+                positions[id] = record.last
             }
             let samples = try samples(txn, overlay: current.overlay)
             return CurrentProjections(head: current.head, counters: current.counters.nonZero, cases: caseMap,
-                                      casePositions: positions, durations: Measure.allCases.map { samples.all($0) })
+                                      lastPositions: positions, durations: Measure.allCases.map { samples.all($0) })
         }
     }
 
     /// Compares the projections at the head with a replay of the log up to `head`, and, given
-    /// `casePositions`, each case's list of event positions; nil when they agree, else what differs.
-    public func compareProjections(with replay: Replay, head: Head, casePositions: [String: [UInt64]]? = nil) throws -> String? {
+    /// `lastPositions`, each case's latest position; nil when they agree, else what differs.
+    public func compareProjections(with replay: Replay, head: Head, lastPositions: [String: UInt64]? = nil) throws -> String? {
         let stored = try currentProjections()
         guard stored.head == head else { return "the head moved to \(stored.head.position) during the check" }
         let replayed = replay.counters.nonZero
@@ -254,9 +252,9 @@ extension Ledger {
         for m in Measure.allCases where stored.durations[Int(m.rawValue)] != replayedSamples.all(m) {
             return "the \(m.name) samples differ from the replay"
         }
-        if let casePositions {
-            for (id, list) in casePositions where stored.casePositions[id] != list {
-                return "case \(id) lists its events at positions \(stored.casePositions[id] ?? []), the log has them at \(list)"
+        if let lastPositions {
+            for (id, last) in lastPositions where stored.lastPositions[id] != last {
+                return "case \(id)'s latest event is at position \(stored.lastPositions[id].map(String.init) ?? "none") in its record, the log has it at \(last)"
             }
         }
         return nil

@@ -41,12 +41,15 @@ public struct StoredEvent: Sendable, Equatable {
     /// The `events` value of an accepted event and its chain hash: C_N is built in place after the
     /// facts, and `SHA-256(previous ‖ C_N)` written in front.
     /// - Parameter recordTail: `,"recorded_at":"…"}`, the same for every event of a commit.
-    static func value(previous: [UInt8], event: Event, position: UInt64, recordTail: [UInt8]) -> [UInt8] {
+    /// - Parameter casePrevious: the position of the case's previous event (0 for its first).
+    static func value(previous: [UInt8], event: Event, casePrevious: UInt64, position: UInt64, recordTail: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(33 + 48 + eventPrefix.count + event.canonical.count + positionMarker.count + 20 + recordTail.count)
         out.append(contentsOf: previous)  // replaced by the new hash below
         out.append(0)
-        event.facts.encode(into: &out)
+        var facts = event.facts
+        facts.previous = casePrevious
+        facts.encode(into: &out)
         out[32] = UInt8(out.count - 33)
         let c = out.count
         out.append(contentsOf: eventPrefix)

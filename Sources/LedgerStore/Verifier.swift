@@ -27,7 +27,7 @@ extension Ledger {
         var prev = Head.empty
         var expected: UInt64 = 1
         var replay = Replay(window: window)
-        var casePositions: [String: [UInt64]] = [:]
+        var lastPositions: [String: UInt64] = [:]
         func fail(_ p: UInt64, _ m: String) -> VerifyReport {
             report.problem = (p, m)
             return report
@@ -91,7 +91,13 @@ extension Ledger {
                     guard hash == e.hash else {
                         return fail(e.position, "the hash does not match: stored \(e.hashHex), recomputed \(Hex.string(hash)); the event or one before it was changed")
                     }
-                    guard storedFacts[k] == event.facts else {
+                    let previous = lastPositions[event.caseID] ?? 0
+                    var expectedFacts = event.facts
+                    expectedFacts.previous = previous
+                    guard storedFacts[k] == expectedFacts else {
+                        if storedFacts[k]?.previous != previous {
+                            return fail(e.position, "the event names position \(storedFacts[k]?.previous ?? 0) as its case's previous event; the log has \(previous)")
+                        }
                         return fail(e.position, "the event's stored facts (what replays read) differ from its JSON")
                     }
                     guard e.position > checkpoint || idPositions[k] == e.position else {
@@ -100,7 +106,7 @@ extension Ledger {
                     do { try replay.apply(event) } catch {
                         return fail(e.position, "the event breaks the case rules: \(error.message)")
                     }
-                    casePositions[event.caseID, default: []].append(e.position)
+                    lastPositions[event.caseID] = e.position
                     prev = Head(position: e.position, hash: hash)
                     expected += 1
                     report.checked += 1
@@ -126,7 +132,7 @@ extension Ledger {
             if idCount != Int(checkpoint) {
                 return fail(prev.position, "the id index holds \(idCount) ids for the \(checkpoint) events up to the checkpoint")
             }
-            if let problem = try compareProjections(with: replay, head: prev, casePositions: casePositions) {
+            if let problem = try compareProjections(with: replay, head: prev, lastPositions: lastPositions) {
                 if problem.hasPrefix("the head moved"), rounds < 100 { continue }
                 return fail(prev.position, "projections: \(problem)")
             }

@@ -7,10 +7,11 @@ import Testing
 /// checkpoint live in memory and are replayed from the log by a new writer or a reader.
 @Suite("Checkpoints")
 struct CheckpointTests {
-    static func options(every n: Int, readOnly: Bool = false) -> Ledger.Options {
+    static func options(every n: Int, readOnly: Bool = false, cacheLimit: Int? = nil) -> Ledger.Options {
         var o = Ledger.Options()
         o.checkpointEvents = n
         o.readOnly = readOnly
+        o.caseCacheLimit = cacheLimit
         return o
     }
 
@@ -32,15 +33,15 @@ struct CheckpointTests {
     }
 
     @Test("reopened writers and readers see the head; duplicates and conflicts across the checkpoint",
-          arguments: [1, 2, 3] as [UInt64])
-    func acrossCheckpoints(seed: UInt64) throws {
+          arguments: [(1, nil), (2, nil), (3, 10)] as [(UInt64, Int?)])
+    func acrossCheckpoints(seed: UInt64, cacheLimit: Int?) throws {
         let events = RandomHistory.events(seed: seed, cases: 120)
         let half = events.count / 2
         let dir = TemporaryDirectory()
         let path = dir.file("data")
         var expected: JSONObject
         do {
-            let ledger = try Ledger(directory: path, options: Self.options(every: 37))
+            let ledger = try Ledger(directory: path, options: Self.options(every: 37, cacheLimit: cacheLimit))
             Self.appendAll(Array(events[..<half]), to: ledger, seed: seed)
             expected = try ledger.report()
             let checkpoint = try ledger.checkpointPosition()
@@ -54,7 +55,7 @@ struct CheckpointTests {
             #expect(verify.ok, "\(String(describing: verify.problem))")
         }
         do {
-            let ledger = try Ledger(directory: path, options: Self.options(every: 37))
+            let ledger = try Ledger(directory: path, options: Self.options(every: 37, cacheLimit: cacheLimit))
             #expect(try ledger.report() == expected, "a new writer replays the events after the checkpoint")
             Self.appendAll(Array(events[half...]), to: ledger, seed: seed + 100)
 
@@ -92,10 +93,14 @@ struct CheckpointTests {
         let reader = try Ledger(directory: path, options: Self.options(every: 37, readOnly: true))
         #expect(try reader.report() == expected)
         #expect(try reader.verify().ok)
-        for e in [events[0], events[events.count - 1]] {
-            let (state, stored) = try reader.caseHistory(e.caseID)
-            #expect(state != nil)
-            #expect(stored.contains { $0.event.elementsEqual(e.canonical) })
+        // A case's events, found from its latest one back, are its events in log order.
+        var byCase: [String: [UInt64]] = [:]
+        for (k, e) in events.enumerated() { byCase[e.caseID, default: []].append(UInt64(k + 1)) }
+        for caseID in [events[0].caseID, events[events.count / 2].caseID, events[events.count - 1].caseID] {
+            let (state, stored) = try reader.caseHistory(caseID)
+            #expect(state?.version == UInt64(byCase[caseID]!.count))
+            #expect(stored.map(\.position) == byCase[caseID]!)
+            #expect(stored.allSatisfy { s in events[Int(s.position) - 1].canonical.elementsEqual(s.event) })
         }
     }
 
