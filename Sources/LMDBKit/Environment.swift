@@ -208,10 +208,22 @@ public final class Environment: @unchecked Sendable {
     public func releaseMappedPages() {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
-        var info = MDB_envinfo()
-        mdb_env_info(env, &info)
-        guard let address = info.me_mapaddr else { return }
-        _ = madvise(address, info.me_mapsize, MADV_DONTNEED)
+        // LMDB does not tell where it mapped the file (`me_mapaddr` is set only with
+        // MDB_FIXEDMAP), so find the mappings of data.mdb's inode in /proc/self/maps.
+        var fd: Int32 = -1
+        var st = stat()
+        guard mdb_env_get_fd(env, &fd) == 0, fstat(fd, &st) == 0,
+              let maps = fopen("/proc/self/maps", "r") else { return }
+        defer { fclose(maps) }
+        var line = [CChar](repeating: 0, count: 4096)
+        while fgets(&line, Int32(line.count), maps) != nil {
+            let fields = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, UInt64(fields[4]) == UInt64(st.st_ino) else { continue }
+            let range = fields[0].split(separator: "-")
+            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
+                  let address = UnsafeMutableRawPointer(bitPattern: start) else { continue }
+            _ = madvise(address, Int(end - start), MADV_DONTNEED)
+        }
     }
 
     /// Clears reader slots left by processes that died. Returns how many were cleared.
