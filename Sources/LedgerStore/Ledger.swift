@@ -368,21 +368,29 @@ public final class Ledger: Sendable {
                 counters = state.counters
                 checkpointed = false
                 var groupUndo = Overlay.Undo(durations: state.overlay.durations.count)
+                // The stored values and the hash chain are computed on a second thread, request by
+                // request, while this one validates the next request; the puts follow at the end.
+                let chain = ChainBuilder(head: state.head, recordTail: recordTail)
+                var accepted: [AcceptedEvent] = []
                 do {
                     try environment.write { txn in
                         var delta = ProjectionDelta()
-                        for request in requests {
+                        for (r, request) in requests.enumerated() {
                             var undo = Overlay.Undo(durations: state.overlay.durations.count)
                             delta.increments.removeAll(keepingCapacity: true)
                             delta.durations.removeAll(keepingCapacity: true)
+                            let before = accepted.count
                             do {
-                                let r = try appendRequest(request, txn: txn, head: &newHead, recordTail: recordTail,
-                                                          overlay: &state.overlay, undo: &undo, delta: &delta)
+                                let result = try appendRequest(r, requests: requests, groupStart: state.head.position, txn: txn,
+                                                               accepted: &accepted, overlay: &state.overlay, undo: &undo,
+                                                               delta: &delta)
                                 delta.apply(to: &counters)
                                 groupUndo.cases += undo.cases
                                 groupUndo.ids += undo.ids
-                                results.append(.success(r))
+                                results.append(.success(result))
+                                if accepted.count > before { chain.add(request, Array(accepted[before...])) }
                             } catch let e as LedgerError {
+                                accepted.removeLast(accepted.count - before)
                                 state.overlay.rollBack(undo)
                                 results.append(.failure(e))
                             } catch {
@@ -390,7 +398,12 @@ public final class Ledger: Sendable {
                                 throw error
                             }
                         }
-                        guard newHead != state.head else { return }
+                        guard !accepted.isEmpty else { return }
+                        let (values, hash) = chain.finish()
+                        for (k, value) in values.enumerated() {
+                            try txn.put(events, key: state.head.position + UInt64(k) + 1, value: value, flags: .append)
+                        }
+                        newHead = Head(position: state.head.position + UInt64(values.count), hash: hash)
                         if newHead.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents) {
                             try writeCheckpoint(state.overlay, counters: counters, head: newHead.position, txn: txn)
                             checkpointed = true
@@ -398,6 +411,7 @@ public final class Ledger: Sendable {
                         try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(newHead))
                     }
                 } catch {
+                    _ = chain.finish()
                     state.overlay.rollBack(groupUndo)
                     throw error
                 }
@@ -461,19 +475,23 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// Validates one request against the state in `txn` and `overlay`, applies it to the overlay
-    /// and `delta`, then writes its events. Throws before writing anything when an event fails,
-    /// with the changes to the overlay noted in `undo`.
-    private func appendRequest(_ request: [Event], txn: WriteTransaction, head: inout Head, recordTail: [UInt8],
-                               overlay: inout Overlay, undo: inout Overlay.Undo,
+    /// An event accepted in the current group: its request, its index there and the position of
+    /// its case's previous event. The group's `n`-th accepted event gets position group start + n.
+    struct AcceptedEvent: Sendable {
+        let request: Int
+        let index: Int
+        let previous: UInt64
+    }
+
+    /// Validates request `r` of the group against the state in `txn` and `overlay`, applies it to
+    /// the overlay and `delta`, and adds its new events to `accepted`. Throws when an event fails,
+    /// with the changes to the overlay noted in `undo` (the caller drops the request's `accepted`).
+    private func appendRequest(_ r: Int, requests: [[Event]], groupStart: UInt64, txn: WriteTransaction,
+                               accepted: inout [AcceptedEvent], overlay: inout Overlay, undo: inout Overlay.Undo,
                                delta: inout ProjectionDelta) throws -> [AppendResult] {
+        let request = requests[r]
         var results: [AppendResult] = []
         results.reserveCapacity(request.count)
-        var position = head.position
-        // Indexes into `request` and the positions of their cases' previous events, at positions
-        // head + 1, head + 2, …
-        var accepted: [(index: Int, previous: UInt64)] = []
-        accepted.reserveCapacity(request.count)
         for index in request.indices {
             let id = request[index].id
             // The id's slot in the overlay (0 while it names no event there).
@@ -481,8 +499,9 @@ public final class Ledger: Sendable {
             let existing = overlay.ids.values[ii] != 0 ? overlay.ids.values[ii] : try storedPosition(ofID: id, txn: txn)
             if let existing {
                 let same: Bool
-                if existing > head.position {  // earlier in this request
-                    same = request[accepted[Int(existing - head.position - 1)].index].canonical == request[index].canonical
+                if existing > groupStart {  // earlier in this group: not written yet
+                    let a = accepted[Int(existing - groupStart - 1)]
+                    same = requests[a.request][a.index].canonical == request[index].canonical
                 } else {
                     guard let stored = try self.event(txn, at: existing) else {
                         throw StoreError("the id index points at missing position \(existing); run `ledgerctl verify`")
@@ -495,7 +514,7 @@ public final class Ledger: Sendable {
                 }
                 throw LedgerError(.idConflict, "id \"\(id)\" is already at position \(existing) with other content; use a new id for a new event", index: index)
             }
-            position += 1
+            let position = groupStart + UInt64(accepted.count) + 1
             let previous: UInt64
             do {
                 previous = try apply(request[index].facts, id: id, idIndex: ii, position: position, overlay: &overlay,
@@ -503,17 +522,9 @@ public final class Ledger: Sendable {
             } catch let e as LedgerError {
                 throw e.at(index: index)
             }
-            accepted.append((index, previous))
+            accepted.append(AcceptedEvent(request: r, index: index, previous: previous))
             results.append(AppendResult(position: position, duplicate: false))
         }
-        var hash = head.hash
-        for (k, (index, casePrevious)) in accepted.enumerated() {
-            let value = StoredEvent.value(previous: hash, event: request[index], casePrevious: casePrevious,
-                                          position: head.position + UInt64(k) + 1, recordTail: recordTail)
-            hash = Array(value[0..<32])
-            try txn.put(events, key: head.position + UInt64(k) + 1, value: value, flags: .append)
-        }
-        head = Head(position: position, hash: hash)
         return results
     }
 
@@ -561,5 +572,42 @@ extension Timestamp {
         let ms = ts.tv_nsec / 1_000_000
         let s = String(ms)
         return Timestamp(seconds: Int64(ts.tv_sec), fraction: String(repeating: "0", count: 3 - s.count) + s)
+    }
+}
+
+/// Builds the stored values of a group's accepted events and their hash chain on a thread of its
+/// own, in the order the requests are added; `finish` waits for it.
+final class ChainBuilder: @unchecked Sendable {
+    // @unchecked: `hash`, `position` and `values` are touched only by blocks on `queue` until
+    // `finish`, whose `queue.sync` orders them before the caller's reads.
+    private static let queue = DispatchQueue(label: "ledger-chain", qos: .userInitiated)
+    private var hash: [UInt8]
+    private var position: UInt64
+    private var values: [[UInt8]] = []
+    private let recordTail: [UInt8]
+
+    init(head: Head, recordTail: [UInt8]) {
+        hash = head.hash
+        position = head.position
+        self.recordTail = recordTail
+    }
+
+    /// Queues the events `accepted` (all of `request`'s new ones, in order).
+    func add(_ request: [Event], _ accepted: [Ledger.AcceptedEvent]) {
+        let work = UncheckedSendable(request)
+        ChainBuilder.queue.async { [self] in
+            for a in accepted {
+                position += 1
+                let value = StoredEvent.value(previous: hash, event: work.value[a.index], casePrevious: a.previous,
+                                              position: position, recordTail: recordTail)
+                hash = Array(value[0..<32])
+                values.append(value)
+            }
+        }
+    }
+
+    /// Waits for the queued work; the values in position order and the last hash.
+    func finish() -> (values: [[UInt8]], hash: [UInt8]) {
+        ChainBuilder.queue.sync { (values, hash) }
     }
 }
