@@ -97,4 +97,21 @@ struct VerifyTests {
         #expect(report.problem?.position == 9)
         #expect(report.problem?.message.contains("truncated") == true)
     }
+
+    /// The facts beside each event (what replays read) are not covered by the hash: verify compares
+    /// them with the event's JSON, and the link to the case's previous event with the log.
+    @Test(arguments: [(22, "differ from its JSON"), (38, "as its case's previous event")] as [(Int, String)])
+    func editedFacts(offset: Int, message: String) throws {
+        let dir = try ledger(10)
+        try tamper(dir) { env, events, _ in
+            try env.write { txn throws in
+                var v = try txn.get(events, key: 4)!
+                v[33 + offset] ^= 0x02  // household size; the low byte of `previous`
+                try txn.put(events, key: 4, value: v)
+            }
+        }
+        let report = try verify(dir)
+        #expect(report.problem?.position == 4)
+        #expect(report.problem?.message.contains(message) == true, "\(String(describing: report.problem))")
+    }
 }
