@@ -43,6 +43,7 @@ public final class LedgerServer: Sendable {
         let writer = GroupCommitWriter(ledger: ledger, logger: logger, maxGroupEvents: configuration.maxGroupEvents) { head, events, requests, seconds in
             let info = ledger.environment.info()
             metrics.committed(events: events, requests: requests, seconds: seconds, head: head.position,
+                              lag: ledger.eventsSinceCheckpoint,
                               map: (info.mapSize, info.usedBytes))
             commits.publish(head.position)
         }
@@ -93,7 +94,7 @@ public final class LedgerServer: Sendable {
         }
         let head = try context.ledger.head()
         let info = context.ledger.environment.info()
-        context.metrics.started(head: head.position, map: (info.mapSize, info.usedBytes))
+        context.metrics.started(head: head.position, lag: context.ledger.eventsSinceCheckpoint, map: (info.mapSize, info.usedBytes))
         context.logger.info("ledgerd ready", metadata: ["socket": "\(path)", "head": "\(head.position)"])
     }
 

@@ -41,7 +41,7 @@ public final class ServerMetrics: Sendable {
         Counter(label: "ledger_rejected_requests_total", dimensions: [("code", code.rawValue)]).increment()
     }
 
-    func committed(events: Int, requests: Int, seconds: Double, head: UInt64, map: (size: Int, used: Int)) {
+    func committed(events: Int, requests: Int, seconds: Double, head: UInt64, lag: UInt64, map: (size: Int, used: Int)) {
         commitTotals.withLock { $0.commits += 1; $0.events += events }
         appendedCounter.increment(by: events)
         commitsCounter.increment()
@@ -49,14 +49,14 @@ public final class ServerMetrics: Sendable {
         commitRequests.record(requests)
         commitSeconds.recordNanoseconds(Int64(seconds * 1e9))
         headGauge.record(Int64(head))
-        lagGauge.record(0)  // projections are written in the append's own transaction
+        lagGauge.record(Int64(lag))  // events after the last checkpoint
         mapUsedGauge.record(map.used)
         mapSizeGauge.record(map.size)
     }
 
-    func started(head: UInt64, map: (size: Int, used: Int)) {
+    func started(head: UInt64, lag: UInt64, map: (size: Int, used: Int)) {
         headGauge.record(Int64(head))
-        lagGauge.record(0)
+        lagGauge.record(Int64(lag))
         mapUsedGauge.record(map.used)
         mapSizeGauge.record(map.size)
         connectionsGauge.record(0)
@@ -133,6 +133,7 @@ public final class ServerContext: Sendable {
             ("subscribers", .int(Int64(metrics.openSubscribers))),
             ("commits", .int(Int64(commits.commits))),
             ("events_appended", .int(Int64(commits.events))),
+            ("checkpoint", .int(Int64(try ledger.checkpointPosition()))),
         ]))
     }
 }

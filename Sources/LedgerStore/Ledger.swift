@@ -214,6 +214,12 @@ public final class Ledger: Sendable {
         try environment.read { txn in try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty }
     }
 
+    /// Events appended after the last checkpoint: held in memory by the writer, replayed from the
+    /// log after a crash.
+    public var eventsSinceCheckpoint: UInt64 {
+        writer.withLock { $0.head.position - min($0.overlay.checkpoint, $0.head.position) }
+    }
+
     /// The most cases the writer keeps in memory across checkpoints (see `Overlay`).
     var cacheLimit: Int { options.caseCacheLimit ?? max(4 * options.checkpointEvents, 1 << 16) }
 
