@@ -172,20 +172,28 @@
         }
         guard present & spec.required == spec.required else { return nil }
 
-        // The values, in the order written (as the generic parser keeps them).
-        let members = smallArray(memberCount) { k -> (key: String, value: JSONValue) in
+        // What the case machine reads (`EventFacts`), straight from the members: code indexes are
+        // indexes into the `Codes` lists, which `EventSchema` names in the same order.
+        let type = t.types[typeIndex]
+        let caseString = s.string(caseID)
+        let idString = s.string(id)
+        var facts = EventFacts(type: type, caseID: caseString, at: atTime.instant, expectedVersion: expectedVersion ?? -1)
+        facts.id = idString
+        for k in 0..<memberCount {
             let m = scratch.members[k]
-            let field = spec.fields[m.key]
-            let value: JSONValue
-            switch field.kind {
-            case .integer: value = .int(m.int)
-            case .codeList:
-                value = .array(smallArray(m.itemCount) { j in .string(field.codes.strings[scratch.items[m.itemStart + j].code]) })
-            case .code: value = .string(field.codes.strings[m.span.code])
-            case .label where !m.span.printable: value = .string(s.validString(m.span)!)
-            default: value = .string(s.string(m.span))
+            switch t.keyNames.strings[m.key] {
+            case "household_size": facts.householdSize = UInt8(clamping: m.int)
+            case "persons": facts.persons = UInt8(clamping: m.int)
+            case "office_country": facts.office = UInt8(m.span.code)
+            case "pathway": facts.pathway = UInt8(m.span.code)
+            case "decision": facts.code = UInt8(m.span.code)
+            case "result": facts.code = spec.fields[m.key].codes.strings[m.span.code] == "eligible" ? 1 : 0
+            case "nationality":
+                facts.nationality = UInt32(s.byte(m.span.start)) << 16 | UInt32(s.byte(m.span.start + 1)) << 8
+                    | UInt32(s.byte(m.span.start + 2))
+            case "referral": facts.referral = m.span.printable ? s.string(m.span) : s.validString(m.span)!
+            default: break
             }
-            return (t.keyNames.strings[m.key], value)
         }
 
         // The canonical form: every string is copied as written (no escapes, so it is already in
@@ -244,13 +252,8 @@
             // Copied out at its exact size (this way of making an Array is also the cheapest).
             canonical = Array(UnsafeBufferPointer(start: scratch.bytes, count: w.count))
         }
-        let data = JSONObject(members)
-        let type = t.types[typeIndex]
-        let caseString = s.string(caseID)
-        let idString = s.string(id)
         return Event(id: idString, type: type, caseID: caseString, at: atTime,
-                     expectedVersion: expectedVersion, data: data, canonical: canonical,
-                     facts: EventFacts(type: type, id: idString, caseID: caseString, at: atTime, expectedVersion: expectedVersion, data: data))
+                     expectedVersion: expectedVersion, canonical: canonical, facts: facts)
     }
 
     /// `data` from its `{`, into `scratch`; false when not of the simple shape.

@@ -8,10 +8,17 @@ public struct Event: Sendable, Equatable {
     public let caseID: String
     public let at: Timestamp
     public let expectedVersion: Int64?
-    public let data: JSONObject
     public let canonical: [UInt8]
     /// What the case machine reads of it, without JSON.
     public let facts: EventFacts
+
+    /// The envelope's `data`, parsed from `canonical` (not kept: the hot paths read `facts`).
+    public var data: JSONObject {
+        guard case .object(let envelope)? = try? JSONParser.parse(canonical), case .object(let d)? = envelope["data"] else {
+            return JSONObject()
+        }
+        return d
+    }
 
     /// The largest number of events in one append request.
     public static let maxBatch = 10_000
@@ -73,7 +80,7 @@ public struct Event: Sendable, Equatable {
         try EventSchema.validate(data, for: type)
         let facts = EventFacts(type: type, id: id, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data)
         if let known {
-            return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data,
+            return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion,
                          canonical: known, facts: facts)
         }
 
@@ -86,7 +93,7 @@ public struct Event: Sendable, Equatable {
         w.writeKey("id"); w.writeString(id); w.raw(",")
         w.writeKey("type"); w.writeString(type.rawValue)
         w.raw("}")
-        return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data,
+        return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion,
                      canonical: w.bytes, facts: facts)
     }
 

@@ -405,11 +405,12 @@ public final class Ledger: Sendable {
                             }
                         }
                         guard !accepted.isEmpty else { return }
-                        let (values, hash) = chain.finish()
-                        for (k, value) in values.enumerated() {
-                            try txn.put(events, key: state.head.position + UInt64(k) + 1, value: value, flags: .append)
+                        let hash = try chain.finish { k, value in
+                            try withUnsafeBytes(of: (state.head.position + UInt64(k) + 1).bigEndian) { key in
+                                try txn.put(events, key: key, value: value, flags: .append)
+                            }
                         }
-                        newHead = Head(position: state.head.position + UInt64(values.count), hash: hash)
+                        newHead = Head(position: state.head.position + UInt64(accepted.count), hash: hash)
                         if newHead.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents) {
                             try writeCheckpoint(state.overlay, counters: counters, head: newHead.position, txn: txn)
                             checkpointed = true
@@ -417,7 +418,7 @@ public final class Ledger: Sendable {
                         try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(newHead))
                     }
                 } catch {
-                    _ = chain.finish()
+                    _ = chain.finish { _, _ in }  // let the queued work end
                     state.overlay.rollBack(groupUndo)
                     throw error
                 }
@@ -582,14 +583,16 @@ extension Timestamp {
 }
 
 /// Builds the stored values of a group's accepted events and their hash chain on a thread of its
-/// own, in the order the requests are added; `finish` waits for it.
+/// own, in the order the requests are added; `finish` waits for it. The values are laid end to end
+/// in one buffer.
 final class ChainBuilder: @unchecked Sendable {
-    // @unchecked: `hash`, `position` and `values` are touched only by blocks on `queue` until
-    // `finish`, whose `queue.sync` orders them before the caller's reads.
+    // @unchecked: `hash`, `position`, `buffer` and `ends` are touched only by blocks on `queue`
+    // until `finish`, whose `queue.sync` orders them before the caller's reads.
     private static let queue = DispatchQueue(label: "ledger-chain", qos: .userInitiated)
     private var hash: [UInt8]
     private var position: UInt64
-    private var values: [[UInt8]] = []
+    private var buffer: [UInt8] = []
+    private var ends: [Int] = []
     private let recordTail: [UInt8]
 
     init(head: Head, recordTail: [UInt8]) {
@@ -600,20 +603,32 @@ final class ChainBuilder: @unchecked Sendable {
 
     /// Queues the events `accepted` (all of `request`'s new ones, in order).
     func add(_ request: [Event], _ accepted: [Ledger.AcceptedEvent]) {
-        let work = UncheckedSendable(request)
         ChainBuilder.queue.async { [self] in
+            if buffer.isEmpty { buffer.reserveCapacity(accepted.count * 512) }
             for a in accepted {
                 position += 1
-                let value = StoredEvent.value(previous: hash, event: work.value[a.index], casePrevious: a.previous,
-                                              position: position, recordTail: recordTail)
-                hash = Array(value[0..<32])
-                values.append(value)
+                let start = buffer.count
+                StoredEvent.appendValue(to: &buffer, previous: hash, event: request[a.index], casePrevious: a.previous,
+                                        position: position, recordTail: recordTail)
+                hash.withUnsafeMutableBytes { h in
+                    buffer.withUnsafeBytes { b in h.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[start..<(start + 32)])) }
+                }
+                ends.append(buffer.count)
             }
         }
     }
 
-    /// Waits for the queued work; the values in position order and the last hash.
-    func finish() -> (values: [[UInt8]], hash: [UInt8]) {
-        ChainBuilder.queue.sync { (values, hash) }
+    /// Waits for the queued work; calls `body` with each value in position order, then returns
+    /// the last hash.
+    func finish(_ body: (Int, UnsafeRawBufferPointer) throws -> Void) rethrows -> [UInt8] {
+        let (buffer, ends, hash) = ChainBuilder.queue.sync { (self.buffer, self.ends, self.hash) }
+        try buffer.withUnsafeBytes { b in
+            var start = 0
+            for (k, end) in ends.enumerated() {
+                try body(k, UnsafeRawBufferPointer(rebasing: b[start..<end]))
+                start = end
+            }
+        }
+        return hash
     }
 }

@@ -40,17 +40,25 @@ public struct StoredEvent: Sendable, Equatable {
 
     /// The `events` value of an accepted event and its chain hash: C_N is built in place after the
     /// facts, and `SHA-256(previous ‖ C_N)` written in front.
-    /// - Parameter recordTail: `,"recorded_at":"…"}`, the same for every event of a commit.
     /// - Parameter casePrevious: the position of the case's previous event (0 for its first).
     static func value(previous: [UInt8], event: Event, casePrevious: UInt64, position: UInt64, recordTail: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(33 + 48 + eventPrefix.count + event.canonical.count + positionMarker.count + 20 + recordTail.count)
+        appendValue(to: &out, previous: previous, event: event, casePrevious: casePrevious, position: position,
+                    recordTail: recordTail)
+        return out
+    }
+
+    /// Appends the value (see `value`) to `out`; its hash is `out[start..<start + 32]` after.
+    static func appendValue(to out: inout [UInt8], previous: [UInt8], event: Event, casePrevious: UInt64,
+                            position: UInt64, recordTail: [UInt8]) {
+        let start = out.count
+        out.reserveCapacity(start + 33 + 64 + eventPrefix.count + event.canonical.count + positionMarker.count + 20 + recordTail.count)
         out.append(contentsOf: previous)  // replaced by the new hash below
         out.append(0)
         var facts = event.facts
         facts.previous = casePrevious
         facts.encode(into: &out)
-        out[32] = UInt8(out.count - 33)
+        out[start + 32] = UInt8(out.count - start - 33)
         let c = out.count
         out.append(contentsOf: eventPrefix)
         out.append(contentsOf: event.canonical)
@@ -59,11 +67,10 @@ public struct StoredEvent: Sendable, Equatable {
         out.append(contentsOf: recordTail)
         out.withUnsafeMutableBytes { b in
             var sha = SHA256()
-            sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[0..<32]))
+            sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[start..<(start + 32)]))
             sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[c...]))
-            sha.finalize().withUnsafeBytes { d in b.baseAddress!.copyMemory(from: d.baseAddress!, byteCount: 32) }
+            sha.finalize().withUnsafeBytes { d in (b.baseAddress! + start).copyMemory(from: d.baseAddress!, byteCount: 32) }
         }
-        return out
     }
 
     /// `,"recorded_at":"<stamp>"}`.
