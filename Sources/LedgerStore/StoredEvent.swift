@@ -43,6 +43,7 @@ public struct StoredEvent: Sendable, Equatable {
     /// - Parameter casePrevious: the position of the case's previous event (0 for its first).
     static func value(previous: [UInt8], event: Event, casePrevious: UInt64, position: UInt64, recordTail: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
+        out.reserveCapacity(160 + event.canonical.count + recordTail.count)
         appendValue(to: &out, previous: previous, event: event, casePrevious: casePrevious, position: position,
                     recordTail: recordTail)
         return out
@@ -51,8 +52,7 @@ public struct StoredEvent: Sendable, Equatable {
     /// Appends the value (see `value`) to `out`; its hash is `out[start..<start + 32]` after.
     static func appendValue(to out: inout [UInt8], previous: [UInt8], event: Event, casePrevious: UInt64,
                             position: UInt64, recordTail: [UInt8]) {
-        let start = out.count
-        out.reserveCapacity(start + 33 + 64 + eventPrefix.count + event.canonical.count + positionMarker.count + 20 + recordTail.count)
+        let start = out.count  // (no reserveCapacity here: on a growing buffer it would copy it each time)
         out.append(contentsOf: previous)  // replaced by the new hash below
         out.append(0)
         var facts = event.facts
