@@ -20,7 +20,7 @@ public struct Configuration: Sendable, Equatable {
     public var maxMapSizeGiB = 1024
     /// Events after which the projections kept in memory are written to disk (a checkpoint); also
     /// the most events replayed at a start after a crash.
-    public var checkpointEvents = 100_000
+    public var checkpointEvents = 250_000
     /// SwiftNIO event-loop threads (decoding happens there).
     public var eventLoopThreads = 1
     /// Threads that serve reads (`read`, `status`) off the event loop.

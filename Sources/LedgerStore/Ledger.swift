@@ -80,7 +80,7 @@ public final class Ledger: Sendable {
         /// How many events may follow the stored projections before an append's transaction
         /// writes them (a checkpoint). More: fewer, bigger checkpoints and more memory; after a
         /// crash up to this many events are replayed at open.
-        public var checkpointEvents = 100_000
+        public var checkpointEvents = 250_000
         /// The most cases kept in memory across checkpoints; nil: 4 × `checkpointEvents`.
         public var caseCacheLimit: Int?
         public init() {}
