@@ -3,16 +3,18 @@ public import LedgerCore
 public import LedgerStore
 public import Logging
 
-/// The one writer: owns LMDB's write transaction on a thread of its own and commits the appends of
-/// many connections together (group commit).
+/// The one writer: commits the appends of many connections together (group commit), in a pipeline
+/// of two threads: the sequencer validates a group against the ledger's in-memory state
+/// (`Ledger.sequence`) while the committer writes and syncs the group before it (`Ledger.commit`).
 ///
 /// Guarantees: a completion is called only after the commit that holds its events returned (so a
 /// success is durable); requests are committed in the order they were submitted; a request that
 /// fails validation gets its error without affecting the others of its group. After `shutdown`
 /// starts, the queued requests are still committed and new ones get `unavailable`.
 public final class GroupCommitWriter: @unchecked Sendable {
-    // @unchecked: all mutable state (`queue`, `stopping`, `finished`, `waiters`) is guarded by
-    // `condition`; `ledger` and the callbacks are immutable and Sendable.
+    // @unchecked: all mutable state (`queue`, `sequenced`, `stopping`, `sequencerDone`,
+    // `finished`, `waiters`) is guarded by `condition`; `ledger` and the callbacks are immutable
+    // and Sendable.
     public typealias Completion = @Sendable (Result<[AppendResult], LedgerError>) -> Void
 
     private struct Pending {
@@ -26,6 +28,10 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private let onCommit: @Sendable (_ head: Head, _ events: Int, _ requests: Int, _ seconds: Double) -> Void
     private let condition = NSCondition()
     private var queue: [Pending] = []
+    /// Groups sequenced and waiting for the committer (at most one: the sequencer runs one group
+    /// ahead of the commit in progress).
+    private var sequenced: [(group: SequencedGroup, requests: [Pending])] = []
+    private var sequencerDone = false
     private var stopping = false
     private var finished = false
     private var started = false
@@ -51,9 +57,12 @@ public final class GroupCommitWriter: @unchecked Sendable {
         defer { condition.unlock() }
         guard !started else { return }
         started = true
-        let thread = Thread { [self] in loop() }
-        thread.name = "ledger-writer"
-        thread.start()
+        let sequencer = Thread { [self] in sequenceLoop() }
+        sequencer.name = "ledger-sequencer"
+        sequencer.start()
+        let committer = Thread { [self] in commitLoop() }
+        committer.name = "ledger-committer"
+        committer.start()
     }
 
     /// Queues an append request. `completion` runs on the writer's thread after the commit.
@@ -65,7 +74,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
             return
         }
         queue.append(Pending(events: events, completion: completion))
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -81,26 +90,19 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 return
             }
             waiters.append(c)
-            condition.signal()
+            condition.broadcast()
             condition.unlock()
         }
     }
 
-    private func loop() {
+    private func sequenceLoop() {
         while true {
             condition.lock()
-            while queue.isEmpty && !stopping { condition.wait() }
+            while (queue.isEmpty && !stopping) || (!queue.isEmpty && !sequenced.isEmpty) { condition.wait() }
             if queue.isEmpty && stopping {
-                // Write the projections kept in memory, so the next start has nothing to replay.
-                do { try ledger.checkpoint() } catch {
-                    logger.warning("the checkpoint at shutdown failed; the next start replays the events after the last one", metadata: ["error": "\(error)"])
-                }
-                finished = true
-                let w = waiters
-                waiters = []
+                sequencerDone = true
+                condition.broadcast()
                 condition.unlock()
-                for c in w { c.resume() }
-                logger.debug("writer stopped")
                 return
             }
             var take = 0
@@ -109,23 +111,56 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 events += queue[take].events.count
                 take += 1
             }
-            let group = Array(queue[0..<take])
+            let requests = Array(queue[0..<take])
             queue.removeFirst(take)
             condition.unlock()
 
+            let group = ledger.sequence(requests.map(\.events))
+
+            condition.lock()
+            sequenced.append((group, requests))
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    private func commitLoop() {
+        while true {
+            condition.lock()
+            while sequenced.isEmpty && !sequencerDone { condition.wait() }
+            if sequenced.isEmpty && sequencerDone {
+                condition.unlock()
+                // Write the projections kept in memory, so the next start has nothing to replay.
+                do { try ledger.checkpoint() } catch {
+                    logger.warning("the checkpoint at shutdown failed; the next start replays the events after the last one", metadata: ["error": "\(error)"])
+                }
+                condition.lock()
+                finished = true
+                let w = waiters
+                waiters = []
+                condition.unlock()
+                for c in w { c.resume() }
+                logger.debug("writer stopped")
+                return
+            }
+            let (group, requests) = sequenced.removeFirst()
+            condition.broadcast()  // the sequencer may start on the next group
+            condition.unlock()
+
             let started = DispatchTime.now().uptimeNanoseconds
-            let results = ledger.append(group.map(\.events))
+            let results = ledger.commit(group)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             var appended = 0
-            for r in results { if case .success(let list) = r { appended += list.count } }
+            for r in results { if case .success(let list) = r { appended += list.count { !$0.duplicate } } }
             // Publish before answering: whoever sees an acknowledgement also sees the new head.
             if appended > 0, let head = try? ledger.head() {
-                onCommit(head, appended, group.count, seconds)
+                onCommit(head, appended, requests.count, seconds)
             }
-            for (p, r) in zip(group, results) { p.completion(r) }
+            for (p, r) in zip(requests, results) { p.completion(r) }
             // Freeing thousands of decoded events is not the writer's job: another thread does it
             // while the writer starts the next commit.
-            let done = UncheckedBox(consume group)
+            let done = UncheckedBox(consume requests)
+            _ = consume group
             janitor.async { _ = done }
         }
     }

@@ -49,14 +49,34 @@ public final class Ledger: Sendable {
     let options: Options
     /// The report window the projections are computed for.
     public let window: ReportWindow
+    /// The sequencer's state: the head and projections as of every group sequenced so far.
     let writer: Mutex<WriterState>
+    /// What is durable: readers see this.
+    let committed: Mutex<CommittedState>
 
     struct WriterState {
+        /// The last position sequenced (its hash is known only to the chain builder and, once
+        /// committed, to `committed`).
         var head: Head
         /// The projection counters at the head.
         var counters: CounterTable
         /// What changed after the checkpoint (empty for a read-only ledger, whose readers replay it).
         var overlay: Overlay
+        let chain: ChainBuilder
+        /// Equal to `committed.epoch` unless a write failed since this state was loaded.
+        var epoch: UInt64
+        /// The overlay of a checkpoint handed to the committer and not yet seen stored.
+        var frozen: Overlay?
+        /// Groups sequenced and perhaps not stored yet: where a duplicate's original is read from.
+        var recent: [(start: UInt64, requests: [[Event]], accepted: [Ledger.AcceptedEvent])] = []
+
+        init(head: Head, counters: CounterTable, overlay: Overlay, chain: ChainBuilder, epoch: UInt64) {
+            self.head = head
+            self.counters = counters
+            self.overlay = overlay
+            self.chain = chain
+            self.epoch = epoch
+        }
     }
 
     /// The on-disk format this code writes and reads.
@@ -133,20 +153,19 @@ public final class Ledger: Sendable {
             throw StoreError("cannot read the ledger's head in \(directory): \(error)")
         }
         window = state.1
-        writer = Mutex(WriterState(head: state.0, counters: CounterTable(), overlay: Overlay(checkpoint: state.0.position)))
+        let chain = ChainBuilder(head: state.0)
+        writer = Mutex(WriterState(head: state.0, counters: CounterTable(), overlay: Overlay(checkpoint: state.0.position),
+                                   chain: chain, epoch: 0))
+        committed = Mutex(CommittedState(head: state.0, counters: CounterTable(), checkpoint: state.0.position))
         do {
             if state.2 {
                 try rebuildProjections(progress: options.rebuildProgress)
             } else if !options.readOnly {
-                try environment.read { txn in
-                    var counters = try storedCounters(txn)
-                    var overlay = Overlay(checkpoint: try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0,
-                                          capacity: options.checkpointEvents)
-                    try catchUp(to: state.0.position, overlay: &overlay, counters: &counters, txn: txn)
-                    writer.withLock {
-                        $0.counters = counters
-                        $0.overlay = overlay
-                    }
+                let loaded = try loadWriterState(epoch: 0, chain: chain)
+                writer.withLock { $0 = loaded }
+                committed.withLock {
+                    $0.counters = loaded.counters
+                    $0.checkpoint = loaded.overlay.checkpoint
                 }
             }
         } catch let e as StoreError {
@@ -217,7 +236,7 @@ public final class Ledger: Sendable {
     /// Events appended after the last checkpoint: held in memory by the writer, replayed from the
     /// log after a crash.
     public var eventsSinceCheckpoint: UInt64 {
-        writer.withLock { $0.head.position - min($0.overlay.checkpoint, $0.head.position) }
+        committed.withLock { $0.head.position - min($0.checkpoint, $0.head.position) }
     }
 
     /// The most cases the writer keeps in memory across checkpoints (see `Overlay`).
@@ -331,7 +350,9 @@ public final class Ledger: Sendable {
         for _ in 0..<1000 {
             let done: T? = try environment.read { txn in
                 let stored = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
-                let current: CurrentState? = writer.withLock { state in
+                let current: CurrentState? = try writer.withLock { state in
+                    // Everything sequenced is committed first, so the state is what is stored.
+                    try drain(&state)
                     // A commit between the snapshot and the lock: take a newer snapshot.
                     guard state.head == stored else { return nil }
                     var overlay = Overlay(checkpoint: state.overlay.checkpoint)
@@ -361,84 +382,7 @@ public final class Ledger: Sendable {
     /// returned, so a success is durable. When the map is full it is grown and the group redone; when
     /// it cannot grow or the disk is full every request gets `unavailable` and nothing is stored.
     public func append(_ requests: [[Event]], recordedAt: Timestamp = .now()) -> [Result<[AppendResult], LedgerError>] {
-        writer.withLock { state in
-            let recordTail = StoredEvent.recordTail(recordedAt: recordedAt.description)
-            var results: [Result<[AppendResult], LedgerError>] = []
-            var newHead = state.head
-            var counters = state.counters
-            var checkpointed = false
-            let outcome = withMapGrowth { () throws in
-                results = []
-                results.reserveCapacity(requests.count)
-                newHead = state.head
-                counters = state.counters
-                checkpointed = false
-                var groupUndo = Overlay.Undo(durations: state.overlay.durations.count)
-                // The stored values and the hash chain are computed on a second thread, request by
-                // request, while this one validates the next request; the puts follow at the end.
-                let chain = ChainBuilder(head: state.head, recordTail: recordTail)
-                var accepted: [AcceptedEvent] = []
-                do {
-                    try environment.write { txn in
-                        var delta = ProjectionDelta()
-                        for (r, request) in requests.enumerated() {
-                            var undo = Overlay.Undo(durations: state.overlay.durations.count)
-                            delta.increments.removeAll(keepingCapacity: true)
-                            delta.durations.removeAll(keepingCapacity: true)
-                            let before = accepted.count
-                            do {
-                                let result = try appendRequest(r, requests: requests, groupStart: state.head.position, txn: txn,
-                                                               accepted: &accepted, overlay: &state.overlay, undo: &undo,
-                                                               delta: &delta)
-                                delta.apply(to: &counters)
-                                groupUndo.cases += undo.cases
-                                groupUndo.ids += undo.ids
-                                results.append(.success(result))
-                                if accepted.count > before { chain.add(request, Array(accepted[before...])) }
-                            } catch let e as LedgerError {
-                                accepted.removeLast(accepted.count - before)
-                                state.overlay.rollBack(undo)
-                                results.append(.failure(e))
-                            } catch {
-                                state.overlay.rollBack(undo)  // the group's own changes are taken back below
-                                throw error
-                            }
-                        }
-                        guard !accepted.isEmpty else { return }
-                        let hash = try chain.finish { k, value in
-                            try withUnsafeBytes(of: (state.head.position + UInt64(k) + 1).bigEndian) { key in
-                                try txn.put(events, key: key, value: value, flags: .append)
-                            }
-                        }
-                        newHead = Head(position: state.head.position + UInt64(accepted.count), hash: hash)
-                        if newHead.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents) {
-                            try writeCheckpoint(state.overlay, counters: counters, head: newHead.position, txn: txn)
-                            checkpointed = true
-                        }
-                        try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(newHead))
-                    }
-                } catch {
-                    _ = chain.finish { _, _ in }  // let the queued work end
-                    state.overlay.rollBack(groupUndo)
-                    throw error
-                }
-            }
-            switch outcome {
-            case .success:
-                state.head = newHead
-                state.counters = counters
-                if checkpointed {
-                    state.overlay.checkpointed(at: newHead.position, capacity: options.checkpointEvents, cacheLimit: cacheLimit)
-                    // The pages the checkpoint touched need not stay mapped (RSS stays bounded).
-                    environment.releaseMappedPages()
-                }
-                return results
-            case .failure(let e as LedgerError):
-                return Array(repeating: .failure(e), count: requests.count)
-            case .failure(let e):
-                return Array(repeating: .failure(LedgerError(.unavailable, "the commit failed (\(e)); nothing was stored; retry later")), count: requests.count)
-            }
-        }
+        commit(sequence(requests, recordedAt: recordedAt))
     }
 
     /// Writes the events and projections after the checkpoint into their databases now (at a
@@ -446,6 +390,7 @@ public final class Ledger: Sendable {
     public func checkpoint() throws {
         guard !options.readOnly else { return }
         try writer.withLock { state in
+            try drain(&state)
             guard state.overlay.checkpoint < state.head.position else { return }
             let outcome = withMapGrowth { () throws in
                 try environment.write { txn in
@@ -454,6 +399,7 @@ public final class Ledger: Sendable {
             }
             if case .failure(let e) = outcome { throw e }
             state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents, cacheLimit: cacheLimit)
+            committed.withLock { $0.checkpoint = state.head.position }
             environment.releaseMappedPages()
         }
     }
@@ -490,12 +436,13 @@ public final class Ledger: Sendable {
         let previous: UInt64
     }
 
-    /// Validates request `r` of the group against the state in `txn` and `overlay`, applies it to
-    /// the overlay and `delta`, and adds its new events to `accepted`. Throws when an event fails,
-    /// with the changes to the overlay noted in `undo` (the caller drops the request's `accepted`).
-    private func appendRequest(_ r: Int, requests: [[Event]], groupStart: UInt64, txn: WriteTransaction,
-                               accepted: inout [AcceptedEvent], overlay: inout Overlay, undo: inout Overlay.Undo,
-                               delta: inout ProjectionDelta) throws -> [AppendResult] {
+    /// Validates request `r` of the group against the stored state (`lookup`) and `overlay`,
+    /// applies it to the overlay and `delta`, and adds its new events to `accepted`. Throws when an
+    /// event fails, with the changes to the overlay noted in `undo` (the caller drops the request's
+    /// `accepted`).
+    func appendRequest(_ r: Int, requests: [[Event]], groupStart: UInt64, lookup: inout Lookup,
+                       accepted: inout [AcceptedEvent], overlay: inout Overlay, undo: inout Overlay.Undo,
+                       delta: inout ProjectionDelta) throws -> [AppendResult] {
         let request = requests[r]
         var results: [AppendResult] = []
         results.reserveCapacity(request.count)
@@ -503,19 +450,25 @@ public final class Ledger: Sendable {
             let id = request[index].id
             // The id's slot in the overlay (0 while it names no event there).
             let ii = overlay.ids.index(of: id) { 0 }
-            let existing = overlay.ids.values[ii] != 0 ? overlay.ids.values[ii] : try storedPosition(ofID: id, txn: txn)
+            let existing = overlay.ids.values[ii] != 0
+                ? overlay.ids.values[ii]
+                : try lookup.frozen?.position(ofID: id) ?? storedPosition(ofID: id, txn: lookup.txn)
             if let existing {
-                let same: Bool
-                if existing > groupStart {  // earlier in this group: not written yet
+                let original: [UInt8]
+                if existing > groupStart {  // earlier in this group
                     let a = accepted[Int(existing - groupStart - 1)]
-                    same = requests[a.request][a.index].canonical == request[index].canonical
+                    original = requests[a.request][a.index].canonical
+                } else if existing > lookup.storedHead,
+                          let g = lookup.recent.last(where: { $0.start < existing && existing <= $0.start + UInt64($0.accepted.count) }) {
+                    let a = g.accepted[Int(existing - g.start - 1)]  // in a group not stored yet
+                    original = g.requests[a.request][a.index].canonical
                 } else {
-                    guard let stored = try self.event(txn, at: existing) else {
+                    guard let stored = try self.event(lookup.txn, at: existing) else {
                         throw StoreError("the id index points at missing position \(existing); run `ledgerctl verify`")
                     }
-                    same = stored.event.elementsEqual(request[index].canonical)
+                    original = Array(stored.event)
                 }
-                if same {
+                if original == request[index].canonical {
                     results.append(AppendResult(position: existing, duplicate: true))
                     continue
                 }
@@ -525,7 +478,9 @@ public final class Ledger: Sendable {
             let previous: UInt64
             do {
                 previous = try apply(request[index].facts, id: id, idIndex: ii, position: position, overlay: &overlay,
-                                     undo: &undo, delta: &delta, txn: txn)
+                                     undo: &undo, delta: &delta) { [frozen = lookup.frozen, txn = lookup.txn] caseID in
+                    try frozen?.caseRecord(caseID) ?? storedCaseRecord(caseID, txn: txn)
+                }
             } catch let e as LedgerError {
                 throw e.at(index: index)
             }
@@ -582,28 +537,76 @@ extension Timestamp {
     }
 }
 
-/// Builds the stored values of a group's accepted events and their hash chain on a thread of its
-/// own, in the order the requests are added; `finish` waits for it. The values are laid end to end
-/// in one buffer.
+/// Builds the stored values of accepted events and the hash chain on a thread of its own, in the
+/// order they are added, group after group; each group's values are laid end to end in one buffer.
+/// One per ledger: the chain runs on from group to group.
 final class ChainBuilder: @unchecked Sendable {
-    // @unchecked: `hash`, `position`, `buffer` and `ends` are touched only by blocks on `queue`
-    // until `finish`, whose `queue.sync` orders them before the caller's reads.
-    private static let queue = DispatchQueue(label: "ledger-chain", qos: .userInitiated)
+    // @unchecked: `hash`, `position`, `buffer`, `ends` and `recordTail` are touched only by blocks
+    // on `queue`, which runs them one at a time in order.
+    private let queue = DispatchQueue(label: "ledger-chain", qos: .userInitiated)
     private var hash: [UInt8]
     private var position: UInt64
     private var buffer: [UInt8] = []
     private var ends: [Int] = []
-    private let recordTail: [UInt8]
+    private var recordTail: [UInt8] = []
 
-    init(head: Head, recordTail: [UInt8]) {
+    init(head: Head) {
         hash = head.hash
         position = head.position
-        self.recordTail = recordTail
+    }
+
+    /// One group's values, once sealed.
+    final class Sealed: @unchecked Sendable {
+        // @unchecked: set once by the chain's queue before `done` is signalled, read after `wait`.
+        private let done = DispatchSemaphore(value: 0)
+        fileprivate var buffer: [UInt8] = []
+        fileprivate var ends: [Int] = []
+        fileprivate var hash: [UInt8] = []
+        private var waited = false
+
+        fileprivate func fill(_ buffer: [UInt8], _ ends: [Int], _ hash: [UInt8]) {
+            self.buffer = buffer
+            self.ends = ends
+            self.hash = hash
+            done.signal()
+        }
+
+        /// Waits for the group's values (once; later calls return at once).
+        func wait() -> Sealed {
+            if !waited {
+                done.wait()
+                waited = true
+            }
+            return self
+        }
+
+        /// Calls `body` with each value in position order.
+        func forEach(_ body: (Int, UnsafeRawBufferPointer) throws -> Void) rethrows {
+            try buffer.withUnsafeBytes { b in
+                var start = 0
+                for (k, end) in ends.enumerated() {
+                    try body(k, UnsafeRawBufferPointer(rebasing: b[start..<end]))
+                    start = end
+                }
+            }
+        }
+
+        /// The hash of the group's last event.
+        var lastHash: [UInt8] { hash }
+    }
+
+    /// Starts a group whose events are recorded with `recordTail` (`,"recorded_at":"…"}`).
+    func begin(recordTail: [UInt8]) {
+        queue.async { [self] in
+            buffer = []
+            ends = []
+            self.recordTail = recordTail
+        }
     }
 
     /// Queues the events `accepted` (all of `request`'s new ones, in order).
     func add(_ request: [Event], _ accepted: [Ledger.AcceptedEvent]) {
-        ChainBuilder.queue.async { [self] in
+        queue.async { [self] in
             if buffer.isEmpty { buffer.reserveCapacity(accepted.count * 512) }
             for a in accepted {
                 position += 1
@@ -618,17 +621,24 @@ final class ChainBuilder: @unchecked Sendable {
         }
     }
 
-    /// Waits for the queued work; calls `body` with each value in position order, then returns
-    /// the last hash.
-    func finish(_ body: (Int, UnsafeRawBufferPointer) throws -> Void) rethrows -> [UInt8] {
-        let (buffer, ends, hash) = ChainBuilder.queue.sync { (self.buffer, self.ends, self.hash) }
-        try buffer.withUnsafeBytes { b in
-            var start = 0
-            for (k, end) in ends.enumerated() {
-                try body(k, UnsafeRawBufferPointer(rebasing: b[start..<end]))
-                start = end
-            }
+    /// Ends the group: its values, once built.
+    func seal() -> Sealed {
+        let sealed = Sealed()
+        queue.async { [self] in
+            sealed.fill(buffer, ends, hash)
+            buffer = []
+            ends = []
         }
-        return hash
+        return sealed
+    }
+
+    /// Continues the chain from `head` (after a failed write: the groups built since are dropped).
+    func reset(to head: Head) {
+        queue.async { [self] in
+            hash = head.hash
+            position = head.position
+            buffer = []
+            ends = []
+        }
     }
 }

@@ -140,11 +140,12 @@ extension Ledger {
     /// - Throws: `LedgerError` when the case does not allow the event; nothing is changed then.
     @discardableResult
     func apply(_ facts: EventFacts, id: String, idIndex: Int? = nil, position: UInt64, overlay: inout Overlay,
-               undo: inout Overlay.Undo, delta: inout ProjectionDelta, txn: some Transaction) throws -> UInt64 {
+               undo: inout Overlay.Undo, delta: inout ProjectionDelta,
+               stored: (String) throws -> CaseRecord?) throws -> UInt64 {
         let ci = overlay.cases.index(of: facts.caseID) { Overlay.CaseSlot(record: nil, dirty: false) }
         let samplesBefore = delta.durations.count
         let slot = overlay.cases.values[ci]
-        let before = try slot.record ?? storedCaseRecord(facts.caseID, txn: txn)
+        let before = try slot.record ?? stored(facts.caseID)
         var state: CaseState
         if let before {
             state = before.state
@@ -180,7 +181,9 @@ extension Ledger {
             delta.increments.removeAll(keepingCapacity: true)
             delta.durations.removeAll(keepingCapacity: true)
             do {
-                try apply(facts, id: id, position: position, overlay: &overlay, undo: &undo, delta: &delta, txn: txn)
+                try apply(facts, id: id, position: position, overlay: &overlay, undo: &undo, delta: &delta) {
+                    try storedCaseRecord($0, txn: txn)
+                }
             } catch let e as LedgerError {
                 throw StoreError("the log breaks the case rules at position \(position): \(e.message); run `ledgerctl verify`")
             }

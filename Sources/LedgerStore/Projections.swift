@@ -139,6 +139,7 @@ extension Ledger {
     /// - Throws: `StoreError` when the log holds an event its case does not allow (altered log).
     public func rebuildProjections(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws {
         try writer.withLock { state in
+            try drain(&state)
             let head = state.head
             var replay = Replay(window: window, keepsPositions: true)
             var newIDs: [(key: [UInt8], value: UInt64)] = []
@@ -189,6 +190,10 @@ extension Ledger {
             if case .failure(let e) = outcome { throw e }
             state.counters = counters
             state.overlay = Overlay(checkpoint: head.position, capacity: options.checkpointEvents)
+            committed.withLock {
+                $0.counters = counters
+                $0.checkpoint = head.position
+            }
         }
     }
 

@@ -1,0 +1,240 @@
+public import LedgerCore
+import LMDBKit
+import Synchronization
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A group of append requests validated and applied to the writer's in-memory state, waiting to
+/// be written: `Ledger.sequence` makes it, `Ledger.commit` writes it durably (or fails it).
+///
+/// The two halves run on two threads in the daemon, so that one group's events are validated while
+/// the previous group's are written and synced: a pipeline of depth two.
+public final class SequencedGroup: @unchecked Sendable {
+    // @unchecked: every stored property is set before the group is handed over and read after.
+    /// Each request's outcome of validation (a success is durable only once `commit` says so).
+    public let validated: [Result<[AppendResult], LedgerError>]
+    /// The events accepted (not duplicates), positions `start.position + 1 …`.
+    let accepted: Int
+    let start: UInt64
+    let epoch: UInt64
+    let sealed: ChainBuilder.Sealed?
+    /// The counters after the group, which become the committed ones.
+    let counters: CounterTable
+    /// A checkpoint to write with the group: the overlay as of the group's end and its counters.
+    let checkpoint: Overlay?
+
+    init(validated: [Result<[AppendResult], LedgerError>], accepted: Int, start: UInt64, epoch: UInt64,
+         sealed: ChainBuilder.Sealed?, counters: CounterTable, checkpoint: Overlay?) {
+        self.validated = validated
+        self.accepted = accepted
+        self.start = start
+        self.epoch = epoch
+        self.sealed = sealed
+        self.counters = counters
+        self.checkpoint = checkpoint
+    }
+}
+
+/// What has been committed: what readers may see.
+struct CommittedState {
+    var head: Head
+    var counters: CounterTable
+    /// The stored projections' position (the last checkpoint written).
+    var checkpoint: UInt64
+    /// Bumped when a commit fails: groups sequenced before are failed too, and the sequencer
+    /// reloads its state from the log.
+    var epoch: UInt64 = 0
+}
+
+extension Ledger {
+    /// Validates a group of requests against the writer's state and applies them to it (the
+    /// sequencing half of an append). Nothing is written; the group must go to `commit` next, in
+    /// the order sequenced.
+    public func sequence(_ requests: [[Event]], recordedAt: Timestamp = .now()) -> SequencedGroup {
+        writer.withLock { state in
+            do {
+                return try sequence(requests, recordedAt: recordedAt, state: &state)
+            } catch {
+                let e = (error as? LedgerError)
+                    ?? LedgerError(.unavailable, "the ledger could not be read (\(error)); nothing was stored; retry later")
+                return SequencedGroup(validated: Array(repeating: .failure(e), count: requests.count), accepted: 0,
+                                      start: state.head.position, epoch: state.epoch, sealed: nil,
+                                      counters: state.counters, checkpoint: nil)
+            }
+        }
+    }
+
+    private func sequence(_ requests: [[Event]], recordedAt: Timestamp, state: inout WriterState) throws -> SequencedGroup {
+        try reloadIfFailed(&state)
+        let committed = self.committed.withLock { $0 }
+        // A checkpoint that is now stored need not be looked at any more; the snapshot below is
+        // taken after this check, so it holds what the frozen overlay held.
+        if let frozen = state.frozen, committed.checkpoint >= frozen.checkpoint { state.frozen = nil }
+        state.recent.removeAll { $0.start + UInt64($0.accepted.count) <= committed.head.position }
+        return try environment.read { txn in
+            let stored = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+            var lookup = Lookup(txn: txn, storedHead: stored.position, frozen: state.frozen, recent: state.recent)
+            var validated: [Result<[AppendResult], LedgerError>] = []
+            validated.reserveCapacity(requests.count)
+            var accepted: [AcceptedEvent] = []
+            let start = state.head.position
+            let chain = state.chain
+            chain.begin(recordTail: StoredEvent.recordTail(recordedAt: recordedAt.description))
+            var delta = ProjectionDelta()
+            for (r, request) in requests.enumerated() {
+                var undo = Overlay.Undo(durations: state.overlay.durations.count)
+                delta.increments.removeAll(keepingCapacity: true)
+                delta.durations.removeAll(keepingCapacity: true)
+                let before = accepted.count
+                lookup.current = (requests, accepted)
+                do {
+                    let result = try appendRequest(r, requests: requests, groupStart: start, lookup: &lookup,
+                                                   accepted: &accepted, overlay: &state.overlay, undo: &undo, delta: &delta)
+                    delta.apply(to: &state.counters)
+                    validated.append(.success(result))
+                    if accepted.count > before { chain.add(request, Array(accepted[before...])) }
+                } catch let e as LedgerError {
+                    accepted.removeLast(accepted.count - before)
+                    state.overlay.rollBack(undo)
+                    validated.append(.failure(e))
+                } catch {
+                    // Reading failed: take back this request and give up the group (nothing of it
+                    // reached the chain but its earlier requests, which the reload drops too).
+                    state.overlay.rollBack(undo)
+                    self.committed.withLock { $0.epoch += 1 }
+                    throw error
+                }
+            }
+            guard !accepted.isEmpty else {
+                return SequencedGroup(validated: validated, accepted: 0, start: start, epoch: state.epoch, sealed: nil,
+                                      counters: state.counters, checkpoint: nil)
+            }
+            state.head = Head(position: start + UInt64(accepted.count), hash: [])
+            state.recent.append((start, requests, accepted))
+            var checkpoint: Overlay?
+            if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents), state.frozen == nil {
+                // The overlay as of this group is written with it; until that commit is seen, the
+                // frozen copy answers the lookups its ids and cases need.
+                checkpoint = state.overlay
+                state.frozen = state.overlay
+                state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents, cacheLimit: cacheLimit)
+            }
+            return SequencedGroup(validated: validated, accepted: accepted.count, start: start, epoch: state.epoch,
+                                  sealed: chain.seal(), counters: state.counters, checkpoint: checkpoint)
+        }
+    }
+
+    /// Writes a sequenced group durably (the committing half of an append) and returns each
+    /// request's result: its validation outcome, or `unavailable` for all when the write failed.
+    /// Groups must be committed in the order they were sequenced.
+    public func commit(_ group: SequencedGroup) -> [Result<[AppendResult], LedgerError>] {
+        let current = committed.withLock { $0 }
+        guard group.epoch == current.epoch else {
+            // Sequenced on top of a group whose write failed: its positions are not free.
+            _ = group.sealed?.wait()
+            return failAccepted(group, LedgerError(.unavailable, "an earlier write failed; nothing of this request was stored; retry"))
+        }
+        guard let sealed = group.sealed else { return group.validated }
+        let chain = sealed.wait()
+        let head = Head(position: group.start + UInt64(group.accepted), hash: chain.lastHash)
+        let outcome = withMapGrowth { () throws in
+            try environment.write { txn in
+                try chain.forEach { k, value in
+                    try withUnsafeBytes(of: (group.start + UInt64(k) + 1).bigEndian) { key in
+                        try txn.put(events, key: key, value: value, flags: .append)
+                    }
+                }
+                if let checkpoint = group.checkpoint {
+                    try writeCheckpoint(checkpoint, counters: group.counters, head: head.position, txn: txn)
+                }
+                try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(head))
+            }
+        }
+        switch outcome {
+        case .success:
+            committed.withLock {
+                $0.head = head
+                $0.counters = group.counters
+                if group.checkpoint != nil { $0.checkpoint = head.position }
+            }
+            if group.checkpoint != nil {
+                // The pages the checkpoint touched need not stay mapped (RSS stays bounded).
+                environment.releaseMappedPages()
+            }
+            return group.validated
+        case .failure(let e):
+            committed.withLock { $0.epoch += 1 }
+            let error = (e as? LedgerError) ?? LedgerError(.unavailable, "the commit failed (\(e)); nothing was stored; retry later")
+            return failAccepted(group, error)
+        }
+    }
+
+    /// Every request of `group` that validated gets `error` (it was not stored).
+    private func failAccepted(_ group: SequencedGroup, _ error: LedgerError) -> [Result<[AppendResult], LedgerError>] {
+        group.validated.map { r in
+            if case .success = r { return .failure(error) }
+            return r
+        }
+    }
+
+    /// After a failed write: the in-memory state is rebuilt from what is stored, as at open.
+    func reloadIfFailed(_ state: inout WriterState) throws {
+        let current = committed.withLock { $0 }
+        guard state.epoch != current.epoch else { return }
+        let fresh = try loadWriterState(epoch: current.epoch, chain: state.chain)
+        state = fresh
+        committed.withLock {
+            $0.head = fresh.head
+            $0.counters = fresh.counters
+            $0.checkpoint = fresh.overlay.checkpoint
+        }
+    }
+
+    /// The writer's state from what is stored: the head, and the projections after the checkpoint
+    /// replayed from the log.
+    func loadWriterState(epoch: UInt64, chain: ChainBuilder) throws -> WriterState {
+        try environment.read { txn in
+            let head = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+            var counters = try storedCounters(txn)
+            var overlay = Overlay(checkpoint: try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0,
+                                  capacity: options.checkpointEvents)
+            try catchUp(to: head.position, overlay: &overlay, counters: &counters, txn: txn)
+            chain.reset(to: head)
+            return WriterState(head: head, counters: counters, overlay: overlay, chain: chain, epoch: epoch)
+        }
+    }
+
+    /// Waits until every sequenced group has been committed (or failed): for readers and
+    /// maintenance that must see the writer's state as stored. Called with the writer's lock held,
+    /// so nothing new is sequenced meanwhile; the committer does not need that lock.
+    func drain(_ state: inout WriterState) throws {
+        while true {
+            let current = committed.withLock { $0 }
+            if current.epoch != state.epoch {
+                try reloadIfFailed(&state)
+                return
+            }
+            if current.head.position == state.head.position {
+                state.head = current.head  // with its hash
+                state.frozen = nil
+                state.recent.removeAll()
+                return
+            }
+            usleep(200)
+        }
+    }
+}
+
+/// Where the sequencer looks up what is not in its overlay: the frozen overlay of a checkpoint not
+/// yet seen stored, the events of groups not yet stored, and the stored state in one snapshot.
+struct Lookup {
+    let txn: ReadTransaction
+    /// The head of the snapshot: events after it are not stored yet.
+    let storedHead: UInt64
+    let frozen: Overlay?
+    let recent: [(start: UInt64, requests: [[Event]], accepted: [Ledger.AcceptedEvent])]
+    /// The group being sequenced.
+    var current: (requests: [[Event]], accepted: [Ledger.AcceptedEvent]) = ([], [])
+}
