@@ -59,6 +59,24 @@ struct Overlay {
         }
     }
 
+    /// For a checkpoint at `position`: returns what must be written (the dirty cases, the ids, the
+    /// samples; its `checkpoint` is `position`) and leaves `self` as after that checkpoint, without
+    /// copying the cases that stay (the written ones stay too, clean).
+    mutating func freeze(at position: UInt64, capacity: Int, cacheLimit: Int) -> Overlay {
+        var frozen = Overlay(checkpoint: position)
+        var dirty = 0
+        for slot in cases.values where slot.dirty { dirty += 1 }
+        frozen.cases = StringTable(capacity: dirty)
+        for (i, id) in cases.keys.enumerated() where cases.values[i].dirty {
+            let k = frozen.cases.index(of: id) { cases.values[i] }
+            frozen.cases.values[k] = cases.values[i]
+        }
+        swap(&frozen.ids, &ids)
+        swap(&frozen.durations, &durations)
+        checkpointed(at: position, capacity: capacity, cacheLimit: cacheLimit)
+        return frozen
+    }
+
     /// The case's record at the head if the overlay knows it.
     func caseRecord(_ id: String) -> CaseRecord? {
         cases.index(of: id).flatMap { cases.values[$0].record }

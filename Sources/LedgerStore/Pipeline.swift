@@ -117,9 +117,10 @@ extension Ledger {
             if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents), state.frozen == nil {
                 // The overlay as of this group is written with it; until that commit is seen, the
                 // frozen copy answers the lookups its ids and cases need.
-                checkpoint = state.overlay
-                state.frozen = state.overlay
-                state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents, cacheLimit: cacheLimit)
+                let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents,
+                                                  cacheLimit: cacheLimit)
+                checkpoint = frozen
+                state.frozen = frozen
             }
             return SequencedGroup(validated: validated, accepted: accepted.count, start: start, epoch: state.epoch,
                                   sealed: chain.seal(), counters: state.counters, checkpoint: checkpoint)

@@ -121,4 +121,27 @@ struct CheckpointTests {
             #expect(try ledger.verify().ok)
         }
     }
+
+    /// The daemon sequences a group while the one before is being written: a duplicate of an event
+    /// that is neither stored yet nor in the overlay any more (a checkpoint took its id) must still
+    /// be found.
+    @Test func sequencedAheadOfTheCommit() throws {
+        let events = RandomHistory.events(seed: 9, cases: 20)
+        try withTemporaryLedger(options: Self.options(every: 5)) { ledger, _ in
+            let first = ledger.sequence([Array(events[0..<8])])  // crosses the checkpoint at 8
+            let second = ledger.sequence([[events[2], events[8]]])  // events[2] again, then a new one
+            let third = ledger.sequence([[events[2]], [events[8]]])
+            let r1 = ledger.commit(first)
+            let r2 = ledger.commit(second)
+            let r3 = ledger.commit(third)
+            let positions = try r1[0].get().map { $0.position }
+            #expect(positions == Array(1...8))
+            #expect(try r2[0].get() == [AppendResult(position: 3, duplicate: true), AppendResult(position: 9, duplicate: false)])
+            #expect(try r3[0].get() == [AppendResult(position: 3, duplicate: true)])
+            #expect(try r3[1].get() == [AppendResult(position: 9, duplicate: true)])
+            #expect(try ledger.checkpointPosition() == 8)
+            #expect(try ledger.head().position == 9)
+            #expect(try ledger.verify().ok)
+        }
+    }
 }
