@@ -440,7 +440,7 @@ public final class Ledger: Sendable {
     /// applies it to the overlay and `delta`, and adds its new events to `accepted`. Throws when an
     /// event fails, with the changes to the overlay noted in `undo` (the caller drops the request's
     /// `accepted`).
-    func appendRequest(_ r: Int, requests: [[Event]], groupStart: UInt64, lookup: inout Lookup,
+    func appendRequest(_ r: Int, requests: [[Event]], groupStart: UInt64, lookup: Lookup,
                        accepted: inout [AcceptedEvent], overlay: inout Overlay, undo: inout Overlay.Undo,
                        delta: inout ProjectionDelta) throws -> [AppendResult] {
         let request = requests[r]

@@ -75,7 +75,7 @@ extension Ledger {
         state.recent.removeAll { $0.start + UInt64($0.accepted.count) <= committed.head.position }
         return try environment.read { txn in
             let stored = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
-            var lookup = Lookup(txn: txn, storedHead: stored.position, frozen: state.frozen, recent: state.recent)
+            let lookup = Lookup(txn: txn, storedHead: stored.position, frozen: state.frozen, recent: state.recent)
             var validated: [Result<[AppendResult], LedgerError>] = []
             validated.reserveCapacity(requests.count)
             var accepted: [AcceptedEvent] = []
@@ -88,9 +88,8 @@ extension Ledger {
                 delta.increments.removeAll(keepingCapacity: true)
                 delta.durations.removeAll(keepingCapacity: true)
                 let before = accepted.count
-                lookup.current = (requests, accepted)
                 do {
-                    let result = try appendRequest(r, requests: requests, groupStart: start, lookup: &lookup,
+                    let result = try appendRequest(r, requests: requests, groupStart: start, lookup: lookup,
                                                    accepted: &accepted, overlay: &state.overlay, undo: &undo, delta: &delta)
                     delta.apply(to: &state.counters)
                     validated.append(.success(result))
@@ -236,6 +235,4 @@ struct Lookup {
     let storedHead: UInt64
     let frozen: Overlay?
     let recent: [(start: UInt64, requests: [[Event]], accepted: [Ledger.AcceptedEvent])]
-    /// The group being sequenced.
-    var current: (requests: [[Event]], accepted: [Ledger.AcceptedEvent]) = ([], [])
 }
