@@ -53,8 +53,6 @@ public final class Ledger: Sendable {
     let writer: Mutex<WriterState>
     /// What is durable: readers see this.
     let committed: Mutex<CommittedState>
-    /// A checkpoint sequenced and not yet written (see `sequence`).
-    let pendingCheckpoint = Mutex<PendingCheckpoint?>(nil)
 
     struct WriterState {
         /// The last position sequenced (its hash is known only to the chain builder and, once
@@ -384,13 +382,7 @@ public final class Ledger: Sendable {
     /// returned, so a success is durable. When the map is full it is grown and the group redone; when
     /// it cannot grow or the disk is full every request gets `unavailable` and nothing is stored.
     public func append(_ requests: [[Event]], recordedAt: Timestamp = .now()) -> [Result<[AppendResult], LedgerError>] {
-        let results = commit(sequence(requests, recordedAt: recordedAt))
-        // Called alone (not by the daemon's pipeline): a checkpoint this group made due is written
-        // now rather than with a later group, so the stored state is as of a known position.
-        if pendingCheckpoint.withLock({ $0 != nil }) {
-            writer.withLock { state in _ = try? drain(&state) }
-        }
-        return results
+        commit(sequence(requests, recordedAt: recordedAt))
     }
 
     /// Writes the events and projections after the checkpoint into their databases now (at a

@@ -214,22 +214,40 @@ extension Ledger {
     /// Writes the overlay and `counters` into their databases and marks them as reflecting `head`.
     /// Keys are written in sorted order.
     func writeCheckpoint(_ overlay: Overlay, counters: CounterTable, head: UInt64, txn: WriteTransaction) throws {
-        try write(PreparedCheckpoint(overlay, counters: counters, position: head), txn: txn)
-    }
-
-    /// Writes a prepared checkpoint: its rows in key order, the counters and `meta.projected`.
-    func write(_ checkpoint: PreparedCheckpoint, txn: WriteTransaction) throws {
-        try checkpoint.cases.forEach { key, value in try txn.put(cases, key: key, value: value) }
-        try checkpoint.ids.forEach { key, value in try txn.put(ids, key: key, value: value) }
-        try checkpoint.durations.forEach { key, value in try txn.put(durations, key: key, value: value) }
-        for (k, v) in checkpoint.counters.all {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(4096)
+        let caseKeys = overlay.cases.keys
+        for i in Overlay.sortedIndexes(caseKeys, include: { overlay.cases.values[$0].dirty }) {
+            var key = caseKeys[i]
+            buffer.removeAll(keepingCapacity: true)
+            overlay.cases.values[i].record!.encode(into: &buffer)
+            try key.withUTF8 { k in
+                try buffer.withUnsafeBytes { v in try txn.put(cases, key: UnsafeRawBufferPointer(k), value: v) }
+            }
+        }
+        let idKeys = overlay.ids.keys
+        for i in Overlay.sortedIndexes(idKeys, include: { overlay.ids.values[$0] != 0 }) {
+            var key = idKeys[i]
+            try key.withUTF8 { k in
+                try withUnsafeBytes(of: overlay.ids.values[i].bigEndian) { v in
+                    try txn.put(ids, key: UnsafeRawBufferPointer(k), value: v)
+                }
+            }
+        }
+        let samples = overlay.durations.sorted {
+            ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position)
+        }
+        for d in samples {
+            try txn.put(durations, key: d.key, value: [])
+        }
+        for (k, v) in counters.all {
             if v == 0 {
                 _ = try txn.delete(projections, key: k.encoded)
             } else {
                 try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
             }
         }
-        try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(checkpoint.position))
+        try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head))
     }
 
     /// The first 16 bytes of a key as two big-endian integers, zero-padded: ordering by them agrees
@@ -269,78 +287,4 @@ extension Ledger {
         return c != 0 ? c < 0 : a.count < b.count
     }
 
-}
-
-/// Rows of one database, keys and values laid end to end, in key order.
-struct Rows {
-    private var bytes: [UInt8] = []
-    /// For each row: where its key ends and where its value ends, in `bytes`.
-    private var ends: [(key: Int, value: Int)] = []
-
-    mutating func append(key: UnsafeRawBufferPointer, value: (inout [UInt8]) -> Void) {
-        bytes.append(contentsOf: key)
-        let k = bytes.count
-        value(&bytes)
-        ends.append((k, bytes.count))
-    }
-
-    var count: Int { ends.count }
-
-    func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) rethrows {
-        try bytes.withUnsafeBytes { b in
-            var start = 0
-            for (k, v) in ends {
-                try body(UnsafeRawBufferPointer(rebasing: b[start..<k]), UnsafeRawBufferPointer(rebasing: b[k..<v]))
-                start = v
-            }
-        }
-    }
-}
-
-/// What a checkpoint writes, sorted and encoded ahead of the transaction that writes it (on
-/// another thread in the daemon, so the commit in progress does not wait for the sorting).
-final class PreparedCheckpoint: @unchecked Sendable {
-    // @unchecked: every property is set in `init` and only read afterwards.
-    let position: UInt64
-    let counters: CounterTable
-    let cases: Rows
-    let ids: Rows
-    let durations: Rows
-
-    /// The rows of `overlay` (its dirty cases, its ids and samples) and `counters`, as of `position`.
-    init(_ overlay: Overlay, counters: CounterTable, position: UInt64) {
-        self.position = position
-        self.counters = counters
-        var cases = Rows()
-        let caseKeys = overlay.cases.keys
-        for i in Overlay.sortedIndexes(caseKeys, include: { overlay.cases.values[$0].dirty }) {
-            var key = caseKeys[i]
-            key.withUTF8 { k in cases.append(key: UnsafeRawBufferPointer(k)) { overlay.cases.values[i].record!.encode(into: &$0) } }
-        }
-        var ids = Rows()
-        let idKeys = overlay.ids.keys
-        for i in Overlay.sortedIndexes(idKeys, include: { overlay.ids.values[$0] != 0 }) {
-            var key = idKeys[i]
-            key.withUTF8 { k in
-                ids.append(key: UnsafeRawBufferPointer(k)) { appendBigEndian(overlay.ids.values[i], 8, &$0) }
-            }
-        }
-        var durations = Rows()
-        let samples = overlay.durations.sorted {
-            ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position)
-        }
-        for d in samples { d.key.withUnsafeBytes { k in durations.append(key: k) { _ in } } }
-        self.cases = cases
-        self.ids = ids
-        self.durations = durations
-    }
-}
-
-@inline(__always)
-func appendBigEndian(_ v: UInt64, _ n: Int, _ out: inout [UInt8]) {
-    var s = (n - 1) * 8
-    while s >= 0 {
-        out.append(UInt8(truncatingIfNeeded: v >> UInt64(s)))
-        s -= 8
-    }
 }

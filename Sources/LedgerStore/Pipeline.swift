@@ -22,15 +22,18 @@ public final class SequencedGroup: @unchecked Sendable {
     let sealed: ChainBuilder.Sealed?
     /// The counters after the group, which become the committed ones.
     let counters: CounterTable
+    /// A checkpoint to write with the group: the overlay as of the group's end and its counters.
+    let checkpoint: Overlay?
 
     init(validated: [Result<[AppendResult], LedgerError>], accepted: Int, start: UInt64, epoch: UInt64,
-         sealed: ChainBuilder.Sealed?, counters: CounterTable) {
+         sealed: ChainBuilder.Sealed?, counters: CounterTable, checkpoint: Overlay?) {
         self.validated = validated
         self.accepted = accepted
         self.start = start
         self.epoch = epoch
         self.sealed = sealed
         self.counters = counters
+        self.checkpoint = checkpoint
     }
 }
 
@@ -58,7 +61,7 @@ extension Ledger {
                     ?? LedgerError(.unavailable, "the ledger could not be read (\(error)); nothing was stored; retry later")
                 return SequencedGroup(validated: Array(repeating: .failure(e), count: requests.count), accepted: 0,
                                       start: state.head.position, epoch: state.epoch, sealed: nil,
-                                      counters: state.counters)
+                                      counters: state.counters, checkpoint: nil)
             }
         }
     }
@@ -105,22 +108,21 @@ extension Ledger {
             }
             guard !accepted.isEmpty else {
                 return SequencedGroup(validated: validated, accepted: 0, start: start, epoch: state.epoch, sealed: nil,
-                                      counters: state.counters)
+                                      counters: state.counters, checkpoint: nil)
             }
             state.head = Head(position: start + UInt64(accepted.count), hash: [])
             state.recent.append((start, requests, accepted))
+            var checkpoint: Overlay?
             if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents), state.frozen == nil {
-                // A checkpoint as of this group: sorted and encoded on another thread, then written
-                // with a later group. Until it is seen stored, the frozen copy answers the lookups
-                // of its ids and cases.
+                // The overlay as of this group is written with it; until that commit is seen, the
+                // frozen copy answers the lookups its ids and cases need.
                 let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents,
                                                   cacheLimit: cacheLimit)
+                checkpoint = frozen
                 state.frozen = frozen
-                let pending = PendingCheckpoint(frozen, counters: state.counters, position: state.head.position)
-                pendingCheckpoint.withLock { $0 = pending }
             }
             return SequencedGroup(validated: validated, accepted: accepted.count, start: start, epoch: state.epoch,
-                                  sealed: chain.seal(), counters: state.counters)
+                                  sealed: chain.seal(), counters: state.counters, checkpoint: checkpoint)
         }
     }
 
@@ -137,13 +139,6 @@ extension Ledger {
         guard let sealed = group.sealed else { return group.validated }
         let chain = sealed.wait()
         let head = Head(position: group.start + UInt64(group.accepted), hash: chain.lastHash)
-        // A checkpoint whose rows are ready goes with this group (one that is still being sorted
-        // waits for a later one).
-        let checkpoint = pendingCheckpoint.withLock { p -> PreparedCheckpoint? in
-            guard let ready = p?.ready(), ready.position <= head.position else { return nil }
-            p = nil
-            return ready
-        }
         let outcome = withMapGrowth { () throws in
             try environment.write { txn in
                 try chain.forEach { k, value in
@@ -151,7 +146,9 @@ extension Ledger {
                         try txn.put(events, key: key, value: value, flags: .append)
                     }
                 }
-                if let checkpoint { try write(checkpoint, txn: txn) }
+                if let checkpoint = group.checkpoint {
+                    try writeCheckpoint(checkpoint, counters: group.counters, head: head.position, txn: txn)
+                }
                 try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(head))
             }
         }
@@ -160,9 +157,9 @@ extension Ledger {
             committed.withLock {
                 $0.head = head
                 $0.counters = group.counters
-                if let checkpoint { $0.checkpoint = checkpoint.position }
+                if group.checkpoint != nil { $0.checkpoint = head.position }
             }
-            if checkpoint != nil {
+            if group.checkpoint != nil {
                 // The pages the checkpoint touched need not stay mapped (RSS stays bounded).
                 environment.releaseMappedPages()
             }
@@ -186,7 +183,6 @@ extension Ledger {
     func reloadIfFailed(_ state: inout WriterState) throws {
         let current = committed.withLock { $0 }
         guard state.epoch != current.epoch else { return }
-        pendingCheckpoint.withLock { $0 = nil }
         let fresh = try loadWriterState(epoch: current.epoch, chain: state.chain)
         state = fresh
         committed.withLock {
@@ -222,22 +218,8 @@ extension Ledger {
             }
             if current.head.position == state.head.position {
                 state.head = current.head  // with its hash
-                state.recent.removeAll()
-                // A checkpoint not written yet is written now, so the frozen overlay can go.
-                if let pending = pendingCheckpoint.withLock({ p in defer { p = nil }; return p }) {
-                    let prepared = pending.wait()
-                    let outcome = withMapGrowth { () throws in
-                        try environment.write { txn in try write(prepared, txn: txn) }
-                    }
-                    if case .failure(let e) = outcome {
-                        committed.withLock { $0.epoch += 1 }
-                        try reloadIfFailed(&state)
-                        throw e
-                    }
-                    committed.withLock { $0.checkpoint = prepared.position }
-                    environment.releaseMappedPages()
-                }
                 state.frozen = nil
+                state.recent.removeAll()
                 return
             }
             usleep(200)
@@ -253,35 +235,4 @@ struct Lookup {
     let storedHead: UInt64
     let frozen: Overlay?
     let recent: [(start: UInt64, requests: [[Event]], accepted: [Ledger.AcceptedEvent])]
-}
-
-/// A checkpoint being prepared on another thread.
-final class PendingCheckpoint: @unchecked Sendable {
-    // @unchecked: `prepared` is set once before `done` is signalled and read only after it.
-    let position: UInt64
-    private let done = DispatchSemaphore(value: 0)
-    private var prepared: PreparedCheckpoint?
-
-    init(_ overlay: Overlay, counters: CounterTable, position: UInt64) {
-        self.position = position
-        let input = UncheckedSendable((overlay, counters))
-        DispatchQueue.global(qos: .userInitiated).async { [self] in
-            prepared = PreparedCheckpoint(input.value.0, counters: input.value.1, position: position)
-            done.signal()
-        }
-    }
-
-    /// The rows if they are ready, without waiting.
-    func ready() -> PreparedCheckpoint? {
-        guard done.wait(timeout: .now()) == .success else { return nil }
-        done.signal()
-        return prepared
-    }
-
-    /// The rows, once ready.
-    func wait() -> PreparedCheckpoint {
-        done.wait()
-        done.signal()
-        return prepared!
-    }
 }
