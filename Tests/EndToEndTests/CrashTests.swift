@@ -73,8 +73,11 @@ struct CrashTests {
         let data = dir.file("data"), sock = dir.file("s.sock")
         let book = Ledgerbook()
         var rng = SeededRandom(seed: UInt64(Date().timeIntervalSince1970))
+        // Checkpoints every 500 events: kills land before, during and after them too.
+        let config = dir.file("ledgerd.toml")
+        try "checkpoint_events = 500\n".write(toFile: config, atomically: true, encoding: .utf8)
         for round in 0..<Self.rounds {
-            let d = try DaemonProcess(dataDir: data, socketPath: sock)
+            let d = try DaemonProcess(dataDir: data, socketPath: sock, extra: ["--config", config])
             let group = DispatchGroup()
             for conn in 0..<3 {
                 group.enter()
@@ -85,7 +88,7 @@ struct CrashTests {
             group.wait()
         }
         // Restart and compare what is stored with what was acknowledged.
-        let d = try DaemonProcess(dataDir: data, socketPath: sock)
+        let d = try DaemonProcess(dataDir: data, socketPath: sock, extra: ["--config", config])
         #expect(d.stop() == 0)
         let export = try run(Executables.path("ledgerctl"), ["export", "--data-dir", data])
         #expect(export.status == 0)
