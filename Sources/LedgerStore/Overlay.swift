@@ -162,24 +162,28 @@ extension Ledger {
                stored: (String) throws -> CaseRecord?) throws -> UInt64 {
         let ci = overlay.cases.index(of: facts.caseID) { Overlay.CaseSlot(record: nil, dirty: false) }
         let samplesBefore = delta.durations.count
-        let slot = overlay.cases.values[ci]
-        let before = try slot.record ?? stored(facts.caseID)
-        var state: CaseState
-        if let before {
-            state = before.state
-            try CaseMachine.apply(facts, existing: &state, window: window, delta: &delta)
+        let previous: UInt64
+        if let last = overlay.cases.values[ci].record?.last {
+            // In memory: changed in place (the case machine throws before it changes anything).
+            undo.cases.append((ci, overlay.cases.values[ci]))
+            try CaseMachine.apply(facts, existing: &overlay.cases.values[ci].record!.state, window: window, delta: &delta)
+            overlay.cases.values[ci].record!.last = position
+            overlay.cases.values[ci].dirty = true
+            previous = last
         } else {
-            state = try CaseMachine.apply(facts, to: nil, window: window, delta: &delta)
+            let before = try stored(facts.caseID)
+            let state = try CaseMachine.apply(facts, to: before?.state, window: window, delta: &delta)
+            undo.cases.append((ci, overlay.cases.values[ci]))
+            overlay.cases.values[ci] = Overlay.CaseSlot(record: CaseRecord(state: state, last: position), dirty: true)
+            previous = before?.last ?? 0
         }
-        undo.cases.append((ci, slot))
-        overlay.cases.values[ci] = Overlay.CaseSlot(record: CaseRecord(state: state, last: position), dirty: true)
         let ii = idIndex ?? overlay.ids.index(of: id) { 0 }
         overlay.ids.values[ii] = position
         undo.ids.append(ii)
         for d in delta.durations[samplesBefore...] {
             overlay.durations.append(DurationSample(measure: d.measure, seconds: d.seconds, position: position))
         }
-        return before?.last ?? 0
+        return previous
     }
 
     /// Replays the events after `overlay.checkpoint` up to `head` into `overlay` and `counters`,
