@@ -101,7 +101,13 @@ public enum Request: Sendable {
     private static func nonNegative(_ object: JSONObject, _ key: String) throws(LedgerError) -> UInt64? {
         guard let v = object[key] else { return nil }
         guard case .int(let n) = v, n >= 0 else {
-            throw LedgerError(.malformed, "`\(key)` must be an integer of 0 or more, got \(v.typeName == "a number" ? "\(v)" : v.typeName)")
+            let got: String
+            switch v {
+            case .int(let n): got = "\(n)"
+            case .number(let text): got = text
+            default: got = v.typeName
+            }
+            throw LedgerError(.malformed, "`\(key)` must be an integer of 0 or more, got \(got)")
         }
         return UInt64(n)
     }

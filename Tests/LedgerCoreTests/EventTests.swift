@@ -81,4 +81,13 @@ struct EventTests {
             #expect(!error.message.isEmpty)
         }
     }
+
+    @Test(arguments: [(#"{"op":"read","from":-1}"#, "got -1"), (#"{"op":"read","limit":1.5}"#, "got 1.5"),
+                      (#"{"op":"read","from":"7"}"#, "got a string")] as [(String, String)])
+    func readBoundsSayWhatCame(line: String, says: String) {
+        let result = Array(line.utf8).withUnsafeBytes { b in Result { () throws(LedgerError) in try Request.decode(b) } }
+        guard case .failure(let error) = result else { Issue.record("accepted \(line)"); return }
+        #expect(error.code == .malformed)
+        #expect(error.message.contains(says), "\(error.message)")
+    }
 }
