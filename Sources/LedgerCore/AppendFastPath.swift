@@ -181,18 +181,18 @@
         facts.id = idString
         for k in 0..<memberCount {
             let m = scratch.members[k]
-            switch t.keyNames.strings[m.key] {
-            case "household_size": facts.householdSize = UInt8(clamping: m.int)
-            case "persons": facts.persons = UInt8(clamping: m.int)
-            case "office_country": facts.office = UInt8(m.span.code)
-            case "pathway": facts.pathway = UInt8(m.span.code)
-            case "decision": facts.code = UInt8(m.span.code)
-            case "result": facts.code = spec.fields[m.key].codes.strings[m.span.code] == "eligible" ? 1 : 0
-            case "nationality":
+            switch t.factRoles[m.key] {
+            case .householdSize: facts.householdSize = UInt8(clamping: m.int)
+            case .persons: facts.persons = UInt8(clamping: m.int)
+            case .office: facts.office = UInt8(m.span.code)
+            case .pathway: facts.pathway = UInt8(m.span.code)
+            case .decision: facts.code = UInt8(m.span.code)
+            case .result: facts.code = spec.fields[m.key].codes.strings[m.span.code] == "eligible" ? 1 : 0
+            case .nationality:
                 facts.nationality = UInt32(s.byte(m.span.start)) << 16 | UInt32(s.byte(m.span.start + 1)) << 8
                     | UInt32(s.byte(m.span.start + 2))
-            case "referral": facts.referral = m.span.printable ? s.string(m.span) : s.validString(m.span)!
-            default: break
+            case .referral: facts.referral = m.span.printable ? s.string(m.span) : s.validString(m.span)!
+            case .none: break
             }
         }
 
@@ -678,7 +678,13 @@ struct FastTables: @unchecked Sendable {
     /// Every `data` key of every type, sorted as RFC 8785 sorts them (ASCII: by bytes), so a key's
     /// number is its rank.
     let keyNames: NameList
+    /// By key number: which `EventFacts` field the key fills (`FactRole`).
+    let factRoles: UnsafePointer<FactRole>
     let specs: UnsafePointer<TypeSpec>
+
+    enum FactRole: UInt8 {
+        case none, householdSize, persons, office, pathway, decision, result, nationality, referral
+    }
 
     private init() {
         let allTypes = EventType.allCases
@@ -691,6 +697,19 @@ struct FastTables: @unchecked Sendable {
         names.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         precondition(names.count <= 32 && names.allSatisfy { $0.utf8.allSatisfy { $0 < 0x80 } })
         keyNames = NameList(names)
+        factRoles = leak(names.map { name -> FactRole in
+            switch name {
+            case "household_size": .householdSize
+            case "persons": .persons
+            case "office_country": .office
+            case "pathway": .pathway
+            case "decision": .decision
+            case "result": .result
+            case "nationality": .nationality
+            case "referral": .referral
+            default: .none
+            }
+        })
         specs = leak(allTypes.map { type in
             var fields = [Field](repeating: Field(), count: names.count)
             var required: UInt32 = 0

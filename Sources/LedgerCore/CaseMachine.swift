@@ -64,7 +64,7 @@ public enum CaseMachine {
         delta.add(CounterKey(.states, 0, s.status.rawValue, .count), 1)
         let day = e.at.dayNumber
         if window.contains(day: day) {
-            delta.add(CounterKey(.weekly, UInt32(ISOWeek.code(day: day)), e.type.index, .count), 1)
+            delta.add(CounterKey(.weekly, UInt32(window.weekCode(day: day)), e.type.index, .count), 1)
         } else {
             delta.add(CounterKey(.outside, 0, e.type.index, .count), 1)
         }

@@ -132,12 +132,26 @@ public struct ReportWindow: Sendable, Equatable {
     public static let pilot = ReportWindow(start: "2023-06-12", end: "2023-12-12")!
 
     /// Dates as `YYYY-MM-DD`; nil when either is not a date or end is not after start.
+    /// The ISO week code of each day of the window (when it spans at most 40,000 days), so the
+    /// case machine does not compute a calendar date per event.
+    let weekByDay: [Int32]
+
     public init?(start: String, end: String) {
         guard let s = ReportWindow.day(start), let e = ReportWindow.day(end), e > s else { return nil }
         self.start = start
         self.end = end
         startDay = s
         endDay = e
+        weekByDay = e - s <= 40_000 ? (s..<e).map { Int32(ISOWeek.code(day: $0)) } : []
+    }
+
+    public static func == (a: ReportWindow, b: ReportWindow) -> Bool { a.start == b.start && a.end == b.end }
+
+    /// `ISOWeek.code(day:)` of a day inside the window.
+    @inline(__always)
+    func weekCode(day: Int) -> Int {
+        let k = day - startDay
+        return k >= 0 && k < weekByDay.count ? Int(weekByDay[k]) : ISOWeek.code(day: day)
     }
 
     static func day(_ text: String) -> Int? {
