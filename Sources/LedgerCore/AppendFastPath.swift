@@ -373,24 +373,6 @@ final class EventScratch {
     }
 }
 
-/// An array of `count` elements made by `make`; for up to 8 elements through an array literal,
-/// whose storage the compiler allocates inline rather than through the standard library's
-/// unspecialised (and much slower) allocation path.
-@inline(__always)
-func smallArray<T>(_ count: Int, _ make: (Int) -> T) -> [T] {
-    switch count {
-    case 0: return []
-    case 1: return [make(0)]
-    case 2: return [make(0), make(1)]
-    case 3: return [make(0), make(1), make(2)]
-    case 4: return [make(0), make(1), make(2), make(3)]
-    case 5: return [make(0), make(1), make(2), make(3), make(4)]
-    case 6: return [make(0), make(1), make(2), make(3), make(4), make(5)]
-    case 7: return [make(0), make(1), make(2), make(3), make(4), make(5), make(6)]
-    default: return (0..<count).map(make)
-    }
-}
-
 /// Reads a line's bytes without bounds checks per byte: every read is behind `i < n`.
 struct ByteScanner {
     let p: UnsafeRawPointer

@@ -38,18 +38,9 @@ public struct StoredEvent: Sendable, Equatable {
         return EventFacts.decode(UnsafeRawBufferPointer(rebasing: v[33..<offset]))
     }
 
-    /// The `events` value of an accepted event and its chain hash: C_N is built in place after the
-    /// facts, and `SHA-256(previous ‖ C_N)` written in front.
+    /// Appends the `events` value of an accepted event to `out`: C_N is built in place after the
+    /// facts, and `SHA-256(previous ‖ C_N)` written in front (`out[start..<start + 32]` after).
     /// - Parameter casePrevious: the position of the case's previous event (0 for its first).
-    static func value(previous: [UInt8], event: Event, casePrevious: UInt64, position: UInt64, recordTail: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(160 + event.canonical.count + recordTail.count)
-        appendValue(to: &out, previous: previous, event: event, casePrevious: casePrevious, position: position,
-                    recordTail: recordTail)
-        return out
-    }
-
-    /// Appends the value (see `value`) to `out`; its hash is `out[start..<start + 32]` after.
     static func appendValue(to out: inout [UInt8], previous: [UInt8], event: Event, casePrevious: UInt64,
                             position: UInt64, recordTail: [UInt8]) {
         let start = out.count  // (no reserveCapacity here: on a growing buffer it would copy it each time)
