@@ -220,21 +220,27 @@ extension Ledger {
     func writeCheckpoint(_ overlay: Overlay, counters: CounterTable, head: UInt64, txn: WriteTransaction) throws {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(4096)
+        // Keys go in sorted; those past the tree's last key are appended (`MDB_APPEND`: no search
+        // from the root), which is most new cases and ids when keys grow with time.
+        var appending = LastKey(txn: txn, db: cases)
         let caseKeys = overlay.cases.keys
         for i in Overlay.sortedIndexes(caseKeys, include: { overlay.cases.values[$0].dirty }) {
             var key = caseKeys[i]
             buffer.removeAll(keepingCapacity: true)
             overlay.cases.values[i].record!.encode(into: &buffer)
             try key.withUTF8 { k in
-                try buffer.withUnsafeBytes { v in try txn.put(cases, key: UnsafeRawBufferPointer(k), value: v) }
+                let flags = try appending.flags(for: UnsafeRawBufferPointer(k))
+                try buffer.withUnsafeBytes { v in try txn.put(cases, key: UnsafeRawBufferPointer(k), value: v, flags: flags) }
             }
         }
+        appending = LastKey(txn: txn, db: ids)
         let idKeys = overlay.ids.keys
         for i in Overlay.sortedIndexes(idKeys, include: { overlay.ids.values[$0] != 0 }) {
             var key = idKeys[i]
             try key.withUTF8 { k in
+                let flags = try appending.flags(for: UnsafeRawBufferPointer(k))
                 try withUnsafeBytes(of: overlay.ids.values[i].bigEndian) { v in
-                    try txn.put(ids, key: UnsafeRawBufferPointer(k), value: v)
+                    try txn.put(ids, key: UnsafeRawBufferPointer(k), value: v, flags: flags)
                 }
             }
         }
@@ -291,4 +297,38 @@ extension Ledger {
         return c != 0 ? c < 0 : a.count < b.count
     }
 
+}
+
+/// Decides, for keys given in ascending order, which can be appended to a tree: those after its
+/// last key (once one is, all that follow are).
+struct LastKey {
+    private var last: [UInt8]?
+    private var past = false
+    private let txn: WriteTransaction
+    private let db: Database
+    private var loaded = false
+
+    init(txn: WriteTransaction, db: Database) {
+        self.txn = txn
+        self.db = db
+    }
+
+    mutating func flags(for key: UnsafeRawBufferPointer) throws -> PutFlags {
+        if past { return .append }
+        if !loaded {
+            last = try txn.withLast(db) { k, _ in Array(k) }
+            loaded = true
+        }
+        guard let last else {
+            past = true
+            return .append
+        }
+        let n = min(last.count, key.count)
+        let c = last.withUnsafeBytes { l in memcmp(l.baseAddress!, key.baseAddress!, n) }
+        if c < 0 || (c == 0 && last.count < key.count) {
+            past = true
+            return .append
+        }
+        return []
+    }
 }
