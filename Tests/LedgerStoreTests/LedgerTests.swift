@@ -181,4 +181,38 @@ struct LedgerTests {
             #expect(try ledger.verify().ok)
         }
     }
+
+    /// The daemon sequences the next group while the previous one is written. When that write
+    /// fails, the group sequenced on top of it fails too, and the in-memory state is reloaded from
+    /// what is stored.
+    @Test func aFailedWriteFailsTheGroupSequencedBehindIt() throws {
+        var options = Ledger.Options()
+        options.initialMapSize = 256 * 1024
+        options.maxMapSize = 256 * 1024
+        try withTemporaryLedger(options: options) { ledger, _ in
+            var failedAt: Int?
+            for k in 0..<50 {
+                let first = ledger.sequence([try TestEvents.requested(200, prefix: "a\(k)")])
+                let second = ledger.sequence([try TestEvents.requested(50, prefix: "b\(k)")])
+                let r1 = ledger.commit(first)
+                let r2 = ledger.commit(second)
+                if case .failure(let e) = r1[0] {
+                    #expect(e.code == .unavailable)
+                    guard case .failure(let e2) = r2[0] else { Issue.record("the group behind a failed write was stored"); return }
+                    #expect(e2.code == .unavailable)
+                    failedAt = k
+                    break
+                }
+            }
+            #expect(failedAt != nil)
+            let head = try ledger.head()
+            #expect(head.position % 250 == 0)  // whole pairs of groups only
+            // The state was reloaded: the report in memory is the log's.
+            #expect(try ledger.report() == ledger.replayReport(asOf: nil).report)
+            #expect(try ledger.verify().ok)
+            // A duplicate of a stored event is still recognised after the reload.
+            let again = ledger.append([try TestEvents.requested(1, prefix: "a0")])
+            #expect(try again[0].get().first?.duplicate == true)
+        }
+    }
 }
