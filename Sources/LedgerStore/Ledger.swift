@@ -37,7 +37,10 @@ public struct Head: Sendable, Equatable {
 ///   ones reflect a checkpoint (`meta.projected`), written in the transaction of an append, and the
 ///   events after it are held in memory (`Overlay`) and replayed from the log at open, so a crash
 ///   loses nothing. Readers combine the two (`withCurrentState`).
-/// - `append` serialises itself; reads run concurrently with it on their own snapshots.
+/// - Appending is `sequence` (validate a group against the in-memory state, under the writer's
+///   lock) then `commit` (write it), in that order for every group; the daemon runs the two on two
+///   threads one group apart, `append` runs both. Reads run on their own snapshots and first wait
+///   for everything sequenced to be committed, so they never see what is not durable.
 public final class Ledger: Sendable {
     public let environment: Environment
     let meta: Database
