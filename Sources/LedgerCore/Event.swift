@@ -28,13 +28,6 @@ public struct Event: Sendable, Equatable {
     /// Validates an envelope and its `data` for the event's type (without the case's state).
     /// - Throws: `LedgerError` with `malformed` (wrong JSON type), `unknown_type` or `invalid_event`.
     public static func validate(_ value: JSONValue) throws(LedgerError) -> Event {
-        try validate(value, canonical: nil)
-    }
-
-    /// Validates an envelope whose canonical form is already known (`canonical`, as stored); the
-    /// form is then not written again. Replays use it: the stored bytes are canonical by
-    /// construction, and `ledgerctl verify` checks that separately.
-    static func validate(_ value: JSONValue, canonical known: [UInt8]?) throws(LedgerError) -> Event {
         guard case .object(let object) = value else {
             throw LedgerError(.malformed, "an event must be a JSON object, got \(value.typeName)")
         }
@@ -79,10 +72,6 @@ public struct Event: Sendable, Equatable {
         guard let data else { throw missing("data") }
         try EventSchema.validate(data, for: type)
         let facts = EventFacts(type: type, id: id, caseID: caseID, at: at, expectedVersion: expectedVersion, data: data)
-        if let known {
-            return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion,
-                         canonical: known, facts: facts)
-        }
 
         var w = CanonicalJSON(capacity: 128 + id.utf8.count + caseID.utf8.count)
         w.raw("{")
@@ -95,16 +84,6 @@ public struct Event: Sendable, Equatable {
         w.raw("}")
         return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion,
                      canonical: w.bytes, facts: facts)
-    }
-
-    /// Validates a stored canonical envelope without writing its canonical form again (see
-    /// `validate(_:canonical:)`).
-    public static func validate(storedCanonical bytes: [UInt8]) throws(LedgerError) -> Event {
-        let value: JSONValue
-        do { value = try JSONParser.parse(bytes) } catch {
-            throw LedgerError(.malformed, "the event is not valid JSON: \(error)")
-        }
-        return try validate(value, canonical: bytes)
     }
 
     /// Validates a JSON text holding one envelope.

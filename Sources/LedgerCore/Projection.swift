@@ -87,11 +87,6 @@ public struct CounterKey: Hashable, Sendable, Comparable {
     }
 
     public static func < (a: CounterKey, b: CounterKey) -> Bool { a.raw < b.raw }
-
-    /// `counters` without the zeros: the form to compare and to store.
-    public static func nonZero(_ counters: [CounterKey: Int64]) -> [CounterKey: Int64] {
-        counters.filter { $0.value != 0 }
-    }
 }
 
 /// The changes one event makes to the projections: counter increments (in the order made; a
@@ -104,18 +99,12 @@ public struct ProjectionDelta: Sendable {
         increments.reserveCapacity(24)
     }
 
-    public var isEmpty: Bool { increments.isEmpty && durations.isEmpty }
-
     mutating func add(_ key: CounterKey, _ n: Int64) {
         increments.append((key, n))
     }
 
     /// Adds the increments to `counters`. A counter that drops back to zero stays, as 0 (see
-    /// `CounterKey.nonZero`).
-    public func apply(to counters: inout [CounterKey: Int64]) {
-        for (k, v) in increments { counters[k, default: 0] += v }
-    }
-
+    /// `CounterTable.nonZero`).
     public func apply(to counters: inout CounterTable) {
         for (k, v) in increments { counters.add(k, v) }
     }

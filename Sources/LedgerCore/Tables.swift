@@ -24,7 +24,6 @@ public struct StringTable<Value> {
     }
 
     @inlinable public var count: Int { storedKeys.count }
-    @inlinable public var isEmpty: Bool { storedKeys.isEmpty }
 
     /// FNV-1a over the UTF-8 bytes, then a multiply-xorshift finish so the low bits are mixed.
     @inlinable @inline(__always)
@@ -77,11 +76,6 @@ public struct StringTable<Value> {
         return k
     }
 
-    @inlinable
-    public subscript(key: String) -> Value? {
-        index(of: key).map { values[$0] }
-    }
-
     @usableFromInline
     mutating func grow() {
         let n = slots.count * 2
@@ -116,11 +110,6 @@ public struct CounterTable: Sendable, Equatable {
         mask = n - 1
     }
 
-    public init(_ counters: [CounterKey: Int64]) {
-        self.init(capacity: max(4096, counters.count))
-        for (k, v) in counters { add(k, v) }
-    }
-
     @inline(__always)
     private func slot(_ raw: UInt64) -> Int {
         let h = (raw &+ 1) &* 0x9E37_79B9_7F4A_7C15
@@ -145,17 +134,6 @@ public struct CounterTable: Sendable, Equatable {
         counts[i] = n
         count += 1
         if count * 2 > slots.count { grow() }
-    }
-
-    public subscript(key: CounterKey) -> Int64 {
-        let tagged = key.raw &+ 1
-        var i = slot(key.raw)
-        while true {
-            let s = slots[i]
-            if s == tagged { return counts[i] }
-            if s == 0 { return 0 }
-            i = (i + 1) & mask
-        }
     }
 
     /// Every counter that is not zero.

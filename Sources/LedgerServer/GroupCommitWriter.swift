@@ -17,7 +17,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
     // and Sendable.
     public typealias Completion = @Sendable (Result<[AppendResult], LedgerError>) -> Void
 
-    private struct Pending {
+    private struct Pending: Sendable {
         let events: [Event]
         let completion: Completion
     }
@@ -159,15 +159,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
             for (p, r) in zip(requests, results) { p.completion(r) }
             // Freeing thousands of decoded events is not the writer's job: another thread does it
             // while the writer starts the next commit.
-            let done = UncheckedBox(consume requests)
-            _ = consume group
-            janitor.async { _ = done }
+            janitor.async { [requests = consume requests] in _ = requests }
         }
     }
-}
-
-/// Hands a value to another thread; the sender no longer uses it.
-private struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

@@ -28,6 +28,4 @@ struct CaseRecord: Equatable {
         guard let state = CaseState.decode(&r), let last = r.u64(), r.atEnd else { return nil }
         return CaseRecord(state: state, last: last)
     }
-
-    static func decode(_ b: [UInt8]) -> CaseRecord? { b.withUnsafeBytes { decode($0) } }
 }

@@ -70,8 +70,8 @@ public final class Ledger: Sendable {
         var epoch: UInt64
         /// The overlay of a checkpoint handed to the committer and not yet seen stored.
         var frozen: Overlay?
-        /// Groups sequenced and perhaps not stored yet: where a duplicate's original is read from.
-        var recent: [(start: UInt64, requests: [[Event]], accepted: [Ledger.AcceptedEvent])] = []
+        /// Groups sequenced and perhaps not stored yet.
+        var recent: [RecentGroup] = []
 
         init(head: Head, counters: CounterTable, overlay: Overlay, chain: ChainBuilder, epoch: UInt64) {
             self.head = head
@@ -233,7 +233,17 @@ public final class Ledger: Sendable {
 
     /// The last committed position and hash.
     public func head() throws -> Head {
-        try environment.read { txn in try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty }
+        try environment.read { txn in try storedHead(txn) }
+    }
+
+    /// The head as `txn` sees it.
+    func storedHead(_ txn: some Transaction) throws -> Head {
+        try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+    }
+
+    /// The checkpoint (`meta.projected`) as `txn` sees it.
+    func storedCheckpoint(_ txn: some Transaction) throws -> UInt64 {
+        try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0
     }
 
     /// Events appended after the last checkpoint: held in memory by the writer, replayed from the
@@ -248,7 +258,7 @@ public final class Ledger: Sendable {
     /// The position the stored projections reflect (the last checkpoint); the events after it are
     /// held in memory by the writer.
     public func checkpointPosition() throws -> UInt64 {
-        try environment.read { txn in try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0 }
+        try environment.read { txn in try storedCheckpoint(txn) }
     }
 
     /// At most `limit` events from position `from` on, in order.
@@ -342,17 +352,11 @@ public final class Ledger: Sendable {
     /// after the stored checkpoint (at most `checkpointEvents`) from the snapshot itself.
     func withCurrentState<T>(cases wanted: [String]? = [], _ body: (ReadTransaction, CurrentState) throws -> T) throws -> T {
         if options.readOnly {
-            return try environment.read { txn in
-                let head = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
-                var counters = try storedCounters(txn)
-                var overlay = Overlay(checkpoint: try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0)
-                try catchUp(to: head.position, overlay: &overlay, counters: &counters, txn: txn)
-                return try body(txn, CurrentState(head: head, counters: counters, overlay: overlay))
-            }
+            return try environment.read { txn in try body(txn, try currentState(txn, capacity: 16)) }
         }
         for _ in 0..<1000 {
             let done: T? = try environment.read { txn in
-                let stored = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+                let stored = try storedHead(txn)
                 let current: CurrentState? = try writer.withLock { state in
                     // Everything sequenced is committed first, so the state is what is stored.
                     try drain(&state)

@@ -12,6 +12,11 @@ struct DurationSample: Equatable {
 
     /// measure ‖ seconds (sign bit flipped, so keys sort numerically) ‖ position.
     var key: [UInt8] { Ledger.durationKey(measure, seconds, position) }
+
+    /// `samples` in the order of their keys.
+    static func inKeyOrder(_ samples: [DurationSample]) -> [DurationSample] {
+        samples.sorted { ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position) }
+    }
 }
 
 /// What the events after the last checkpoint changed: the case records, ids and duration samples
@@ -106,21 +111,6 @@ struct Overlay {
         durations.removeLast(durations.count - undo.durations)
     }
 
-    /// The indexes in `keys` of the entries to store (`include`), in LMDB's key order.
-    static func sortedIndexes(_ keys: [String], include: (Int) -> Bool) -> [Int] {
-        var order: [(a: UInt64, b: UInt64, index: Int)] = []
-        order.reserveCapacity(keys.count)
-        for (i, key) in keys.enumerated() where include(i) {
-            let (a, b) = Ledger.keyWords(key)
-            order.append((a, b, i))
-        }
-        order.sort { x, y in
-            if x.a != y.a { return x.a < y.a }
-            if x.b != y.b { return x.b < y.b }
-            return Ledger.bytesPrecede(Array(keys[x.index].utf8), Array(keys[y.index].utf8))
-        }
-        return order.map(\.index)
-    }
 }
 
 extension Ledger {
@@ -135,12 +125,6 @@ extension Ledger {
         return try key.withUTF8 { k in
             try txn.withValue(cases, key: UnsafeRawBufferPointer(k)) { CaseRecord.decode($0) } ?? nil
         }
-    }
-
-    /// The position of the event with `id`: from the overlay, else the `ids` index.
-    func position(ofID id: String, overlay: Overlay, txn: some Transaction) throws -> UInt64? {
-        if let p = overlay.position(ofID: id) { return p }
-        return try storedPosition(ofID: id, txn: txn)
     }
 
     func storedPosition(ofID id: String, txn: some Transaction) throws -> UInt64? {
@@ -186,68 +170,49 @@ extension Ledger {
         return previous
     }
 
-    /// Replays the events after `overlay.checkpoint` up to `head` into `overlay` and `counters`,
-    /// reading from `txn`: after a crash, at open, and for readers in other processes.
-    func catchUp(to head: UInt64, overlay: inout Overlay, counters: inout CounterTable,
-                 txn: some Transaction) throws {
-        guard head > overlay.checkpoint else { return }
-        var undo = Overlay.Undo()
+    /// The state at the head `txn` sees: the stored head, counters and checkpoint, with the events
+    /// after the checkpoint replayed into an overlay. How a writer starts (after a crash, at most
+    /// `checkpointEvents` events) and how a reader in another process sees the head.
+    func currentState(_ txn: some Transaction, capacity: Int) throws -> CurrentState {
+        let head = try storedHead(txn)
+        var counters = try storedCounters(txn)
+        var overlay = Overlay(checkpoint: try storedCheckpoint(txn), capacity: capacity)
+        guard head.position > overlay.checkpoint else {
+            return CurrentState(head: head, counters: counters, overlay: overlay)
+        }
+        var undo = Overlay.Undo()  // the log's events are never taken back: only reused
         var delta = ProjectionDelta()
         try txn.scan(events, from: overlay.checkpoint + 1) { key, value in
             let position = Ledger.decodeUInt64(key)
-            guard position <= head else { return false }
-            guard let facts = StoredEvent.facts(in: value) else {
-                throw StoreError("the event at position \(position) cannot be read; run `ledgerctl verify`")
-            }
-            let id = facts.id
+            guard position <= head.position else { return false }
+            guard let facts = StoredEvent.facts(in: value) else { throw StoreError.unreadable(position) }
             delta.increments.removeAll(keepingCapacity: true)
             delta.durations.removeAll(keepingCapacity: true)
+            undo.cases.removeAll(keepingCapacity: true)
+            undo.ids.removeAll(keepingCapacity: true)
             do {
-                try apply(facts, id: id, position: position, overlay: &overlay, undo: &undo, delta: &delta) {
+                try apply(facts, id: facts.id, position: position, overlay: &overlay, undo: &undo, delta: &delta) {
                     try storedCaseRecord($0, txn: txn)
                 }
             } catch let e as LedgerError {
-                throw StoreError("the log breaks the case rules at position \(position): \(e.message); run `ledgerctl verify`")
+                throw StoreError.brokenRule(position, e)
             }
             delta.apply(to: &counters)
-            undo = Overlay.Undo()
             return true
         }
+        return CurrentState(head: head, counters: counters, overlay: overlay)
     }
 
     /// Writes the overlay and `counters` into their databases and marks them as reflecting `head`.
     /// Keys are written in sorted order.
     func writeCheckpoint(_ overlay: Overlay, counters: CounterTable, head: UInt64, txn: WriteTransaction) throws {
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(4096)
-        // Keys go in sorted; those past the tree's last key are appended (`MDB_APPEND`: no search
-        // from the root), which is most new cases and ids when keys grow with time.
-        var appending = LastKey(txn: txn, db: cases)
-        let caseKeys = overlay.cases.keys
-        for i in Overlay.sortedIndexes(caseKeys, include: { overlay.cases.values[$0].dirty }) {
-            var key = caseKeys[i]
-            buffer.removeAll(keepingCapacity: true)
-            overlay.cases.values[i].record!.encode(into: &buffer)
-            try key.withUTF8 { k in
-                let flags = try appending.flags(for: UnsafeRawBufferPointer(k))
-                try buffer.withUnsafeBytes { v in try txn.put(cases, key: UnsafeRawBufferPointer(k), value: v, flags: flags) }
-            }
+        try putSorted(overlay.cases.keys, into: cases, txn: txn, include: { overlay.cases.values[$0].dirty }) { i, out in
+            overlay.cases.values[i].record!.encode(into: &out)
         }
-        appending = LastKey(txn: txn, db: ids)
-        let idKeys = overlay.ids.keys
-        for i in Overlay.sortedIndexes(idKeys, include: { overlay.ids.values[$0] != 0 }) {
-            var key = idKeys[i]
-            try key.withUTF8 { k in
-                let flags = try appending.flags(for: UnsafeRawBufferPointer(k))
-                try withUnsafeBytes(of: overlay.ids.values[i].bigEndian) { v in
-                    try txn.put(ids, key: UnsafeRawBufferPointer(k), value: v, flags: flags)
-                }
-            }
+        try putSorted(overlay.ids.keys, into: ids, txn: txn, include: { overlay.ids.values[$0] != 0 }) { i, out in
+            withUnsafeBytes(of: overlay.ids.values[i].bigEndian) { out.append(contentsOf: $0) }
         }
-        let samples = overlay.durations.sorted {
-            ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position)
-        }
-        for d in samples {
+        for d in DurationSample.inKeyOrder(overlay.durations) {
             try txn.put(durations, key: d.key, value: [])
         }
         for (k, v) in counters.all {
@@ -258,6 +223,24 @@ extension Ledger {
             }
         }
         try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head))
+    }
+
+    /// Puts the entries of `keys` that `include` picks into `db`, in key order, `value` writing the
+    /// value of entry `i`. Keys past the tree's last key are appended (`MDB_APPEND`: no search from
+    /// the root), which is most new cases and ids when keys grow with time.
+    private func putSorted(_ keys: [String], into db: Database, txn: WriteTransaction, include: (Int) -> Bool,
+                           value: (Int, inout [UInt8]) -> Void) throws {
+        var buffer: [UInt8] = []
+        var appending = LastKey(txn: txn, db: db)
+        for i in Ledger.sortedIndexes(keys, include: include) {
+            var key = keys[i]
+            buffer.removeAll(keepingCapacity: true)
+            value(i, &buffer)
+            try key.withUTF8 { k in
+                let flags = try appending.flags(for: UnsafeRawBufferPointer(k))
+                try buffer.withUnsafeBytes { v in try txn.put(db, key: UnsafeRawBufferPointer(k), value: v, flags: flags) }
+            }
+        }
     }
 
     /// The first 16 bytes of a key as two big-endian integers, zero-padded: ordering by them agrees
@@ -273,21 +256,21 @@ extension Ledger {
         return (a, b)
     }
 
-    /// The first 8 bytes of a key, big-endian, zero-padded: ordering by it agrees with LMDB's order
-    /// except between keys that share it.
-    static func keyPrefix(_ key: [UInt8]) -> UInt64 {
-        var v: UInt64 = 0
-        for k in 0..<8 { v = v << 8 | UInt64(k < key.count ? key[k] : 0) }
-        return v
-    }
-
-    /// The indexes of `keys` in LMDB's key order: by their first 8 bytes as an integer (one
-    /// comparison for most pairs), then by `bytesPrecede`.
-    static func sortedOrder(_ keys: [[UInt8]]) -> [Int] {
-        let prefixes = keys.map(keyPrefix)
-        return keys.indices.sorted { a, b in
-            prefixes[a] != prefixes[b] ? prefixes[a] < prefixes[b] : bytesPrecede(keys[a], keys[b])
+    /// The indexes in `keys` of the entries to store (`include`), in LMDB's key order: by their
+    /// first 16 bytes as two integers (one or two comparisons for most pairs), then byte by byte.
+    static func sortedIndexes(_ keys: [String], include: (Int) -> Bool = { _ in true }) -> [Int] {
+        var order: [(a: UInt64, b: UInt64, index: Int)] = []
+        order.reserveCapacity(keys.count)
+        for (i, key) in keys.enumerated() where include(i) {
+            let (a, b) = keyWords(key)
+            order.append((a, b, i))
         }
+        order.sort { x, y in
+            if x.a != y.a { return x.a < y.a }
+            if x.b != y.b { return x.b < y.b }
+            return bytesPrecede(Array(keys[x.index].utf8), Array(keys[y.index].utf8))
+        }
+        return order.map(\.index)
     }
 
     /// LMDB's default key order: memcmp, then the shorter first.

@@ -11,30 +11,26 @@ import Glibc
 ///
 /// The two halves run on two threads in the daemon, so that one group's events are validated while
 /// the previous group's are written and synced: a pipeline of depth two.
-public final class SequencedGroup: @unchecked Sendable {
-    // @unchecked: every stored property is set before the group is handed over and read after.
+public struct SequencedGroup: Sendable {
     /// Each request's outcome of validation (a success is durable only once `commit` says so).
     public let validated: [Result<[AppendResult], LedgerError>]
-    /// The events accepted (not duplicates), positions `start.position + 1 …`.
+    /// The events accepted (not duplicates), at positions `start + 1 …`.
     let accepted: Int
     let start: UInt64
     let epoch: UInt64
     let sealed: ChainBuilder.Sealed?
     /// The counters after the group, which become the committed ones.
     let counters: CounterTable
-    /// A checkpoint to write with the group: the overlay as of the group's end and its counters.
+    /// A checkpoint to write with the group: the overlay as of the group's end (its dirty cases,
+    /// ids and samples).
     let checkpoint: Overlay?
+}
 
-    init(validated: [Result<[AppendResult], LedgerError>], accepted: Int, start: UInt64, epoch: UInt64,
-         sealed: ChainBuilder.Sealed?, counters: CounterTable, checkpoint: Overlay?) {
-        self.validated = validated
-        self.accepted = accepted
-        self.start = start
-        self.epoch = epoch
-        self.sealed = sealed
-        self.counters = counters
-        self.checkpoint = checkpoint
-    }
+/// A group sequenced and perhaps not stored yet: where a duplicate's original is read from.
+struct RecentGroup {
+    let start: UInt64
+    let requests: [[Event]]
+    let accepted: [Ledger.AcceptedEvent]
 }
 
 /// What has been committed: what readers may see.
@@ -74,8 +70,7 @@ extension Ledger {
         if let frozen = state.frozen, committed.checkpoint >= frozen.checkpoint { state.frozen = nil }
         state.recent.removeAll { $0.start + UInt64($0.accepted.count) <= committed.head.position }
         return try environment.read { txn in
-            let stored = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
-            let lookup = Lookup(txn: txn, storedHead: stored.position, frozen: state.frozen, recent: state.recent)
+            let lookup = Lookup(txn: txn, storedHead: try storedHead(txn).position, frozen: state.frozen, recent: state.recent)
             var validated: [Result<[AppendResult], LedgerError>] = []
             validated.reserveCapacity(requests.count)
             var accepted: [AcceptedEvent] = []
@@ -111,7 +106,7 @@ extension Ledger {
                                       counters: state.counters, checkpoint: nil)
             }
             state.head = Head(position: start + UInt64(accepted.count), hash: [])
-            state.recent.append((start, requests, accepted))
+            state.recent.append(RecentGroup(start: start, requests: requests, accepted: accepted))
             var checkpoint: Overlay?
             if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents), state.frozen == nil {
                 // The overlay as of this group is written with it; until that commit is seen, the
@@ -196,13 +191,10 @@ extension Ledger {
     /// replayed from the log.
     func loadWriterState(epoch: UInt64, chain: ChainBuilder) throws -> WriterState {
         try environment.read { txn in
-            let head = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
-            var counters = try storedCounters(txn)
-            var overlay = Overlay(checkpoint: try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0,
-                                  capacity: options.checkpointEvents)
-            try catchUp(to: head.position, overlay: &overlay, counters: &counters, txn: txn)
-            chain.reset(to: head)
-            return WriterState(head: head, counters: counters, overlay: overlay, chain: chain, epoch: epoch)
+            let current = try currentState(txn, capacity: options.checkpointEvents)
+            chain.reset(to: current.head)
+            return WriterState(head: current.head, counters: current.counters, overlay: current.overlay, chain: chain,
+                               epoch: epoch)
         }
     }
 
@@ -234,5 +226,5 @@ struct Lookup {
     /// The head of the snapshot: events after it are not stored yet.
     let storedHead: UInt64
     let frozen: Overlay?
-    let recent: [(start: UInt64, requests: [[Event]], accepted: [Ledger.AcceptedEvent])]
+    let recent: [RecentGroup]
 }

@@ -6,19 +6,6 @@ import Synchronization
 import Glibc
 #endif
 
-extension StoredEvent {
-    /// The stored envelope, parsed and validated again (its canonical form is taken as stored:
-    /// `ledgerctl verify` checks it).
-    /// - Throws: `StoreError` naming the position when the stored bytes are no valid event.
-    public func decodedEvent() throws -> Event {
-        do {
-            return try Event.validate(storedCanonical: Array(event))
-        } catch {
-            throw StoreError("the event at position \(position) is no longer valid: \(error)")
-        }
-    }
-}
-
 extension Ledger {
     /// The projection counters as stored (at the checkpoint).
     func storedCounters(_ txn: some Transaction) throws -> CounterTable {
@@ -85,9 +72,7 @@ extension Ledger {
                 try txn.scan(ledger.events, from: 1) { key, value in
                     let position = Ledger.decodeUInt64(key)
                     guard position <= head else { return false }
-                    guard let facts = StoredEvent.facts(in: value) else {
-                        throw StoreError("the event at position \(position) cannot be read; run `ledgerctl verify`")
-                    }
+                    guard let facts = StoredEvent.facts(in: value) else { throw StoreError.unreadable(position) }
                     chunk.append((position, facts))
                     if chunk.count == FactsChannel.chunkSize {
                         guard channel.put(chunk) else { return false }
@@ -119,11 +104,11 @@ extension Ledger {
     public func replayReport(asOf: Timestamp?, progress: (UInt64, UInt64) -> Void = { _, _ in })
         throws -> (report: JSONObject, replay: Replay) {
         try environment.read { txn in
-            let head = try txn.get(meta, key: Ledger.headKey).flatMap(Ledger.decodeHead) ?? .empty
+            let head = try storedHead(txn)
             var replay = Replay(window: window, asOf: asOf)
             try forEachFacts(to: head.position, txn: txn, progress: progress) { position, facts in
                 do { try replay.apply(facts) } catch let error as LedgerError {
-                    throw StoreError("the log breaks the case rules at position \(position): \(error.message); run `ledgerctl verify`")
+                    throw StoreError.brokenRule(position, error)
                 }
             }
             let report = try replay.report(position: head.position, headHash: head.hashHex)
@@ -142,46 +127,43 @@ extension Ledger {
             try drain(&state)
             let head = state.head
             var replay = Replay(window: window, keepsPositions: true)
-            var newIDs: [(key: [UInt8], value: UInt64)] = []
+            // The ids of the events after the old checkpoint are not in the `ids` index yet.
+            var newIDs: [String] = []
+            var newPositions: [UInt64] = []
             try environment.read { txn in
-                let checkpoint = min(try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0, head.position)
+                let checkpoint = min(try storedCheckpoint(txn), head.position)
                 try forEachFacts(to: head.position, txn: txn, progress: progress) { position, facts in
                     do { try replay.apply(facts, position: position) } catch let error as LedgerError {
-                        throw StoreError("the log breaks the case rules at position \(position): \(error.message); run `ledgerctl verify`")
+                        throw StoreError.brokenRule(position, error)
                     }
-                }
-                try txn.scan(events, from: checkpoint + 1) { key, value in
-                    let position = Ledger.decodeUInt64(key)
-                    guard position <= head.position else { return false }
-                    guard let facts = StoredEvent.facts(in: value) else {
-                        throw StoreError("the event at position \(position) cannot be read; run `ledgerctl verify`")
+                    if position > checkpoint {
+                        newIDs.append(facts.id)
+                        newPositions.append(position)
                     }
-                    newIDs.append((Array(facts.id.utf8), position))
-                    return true
                 }
             }
             // Keys in LMDB's order, so each tree is written by appending at its end, page by page.
-            let caseKeys = replay.cases.keys.map { Array($0.utf8) }
-            let caseOrder = Ledger.sortedOrder(caseKeys)
-            let samples = replay.samples.sorted {
-                ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position)
-            }
-            newIDs = Ledger.sortedOrder(newIDs.map(\.key)).map { newIDs[$0] }
+            let caseKeys = replay.cases.keys
+            let caseOrder = Ledger.sortedIndexes(caseKeys)
+            let idOrder = Ledger.sortedIndexes(newIDs)
+            let samples = DurationSample.inKeyOrder(replay.samples.map {
+                DurationSample(measure: $0.measure, seconds: $0.seconds, position: $0.position)
+            })
             let counters = replay.counters
             let outcome = withMapGrowth { () throws in
                 try environment.write { txn in
                     for db in [cases, projections, durations] { try txn.clear(db) }
                     for i in caseOrder {
                         let record = CaseRecord(state: replay.cases.values[i], last: replay.lastPositions[i])
-                        try txn.put(cases, key: caseKeys[i], value: record.encoded(), flags: .append)
+                        try txn.put(cases, key: Array(caseKeys[i].utf8), value: record.encoded(), flags: .append)
                     }
-                    for s in samples {
-                        try txn.put(durations, key: Ledger.durationKey(s.measure, s.seconds, s.position), value: [], flags: .append)
-                    }
+                    for s in samples { try txn.put(durations, key: s.key, value: [], flags: .append) }
                     for (k, v) in counters.all where v != 0 {
                         try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)), flags: .append)
                     }
-                    for (key, position) in newIDs { try txn.put(ids, key: key, value: Ledger.encodeUInt64(position)) }
+                    for i in idOrder {
+                        try txn.put(ids, key: Array(newIDs[i].utf8), value: Ledger.encodeUInt64(newPositions[i]))
+                    }
                     try txn.put(meta, key: Ledger.windowKey, value: Ledger.encodeWindow(window))
                     try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head.position))
                     try txn.put(meta, key: Ledger.projectionVersionKey, value: Ledger.encodeUInt64(Ledger.projectionVersion))

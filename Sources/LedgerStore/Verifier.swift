@@ -37,24 +37,23 @@ extension Ledger {
             rounds += 1
             let target = try head()
             while true {
-                let chunk = try read(from: expected, limit: 4096)
-                if chunk.isEmpty { break }
-                // Look up the id index and the stored facts for this chunk in one snapshot. The index
-                // holds the ids up to the checkpoint; the later ones are replayed from the log.
-                let (checkpoint, idPositions, storedFacts): (UInt64, [UInt64?], [EventFacts?]) = try environment.read { txn in
-                    let checkpoint = try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0
-                    let positions = try chunk.map { e -> UInt64? in
-                        guard let parsed = try? Event.validate(json: Array(e.event)) else { return nil }
-                        return try txn.get(ids, key: Array(parsed.id.utf8)).map(Ledger.decodeUInt64)
-                    }
-                    let facts = try chunk.map { e in
-                        try withUnsafeBytes(of: e.position.bigEndian) { k in
-                            try txn.withValue(events, key: k) { StoredEvent.facts(in: $0) } ?? nil
+                // One snapshot per chunk: each event, its stored facts and where the id index puts
+                // its id. The index holds the ids up to the checkpoint; the later ones are
+                // replayed from the log.
+                let (checkpoint, rows): (UInt64, [(event: StoredEvent, facts: EventFacts?, indexed: UInt64?)]) =
+                    try environment.read { txn in
+                        var rows: [(event: StoredEvent, facts: EventFacts?, indexed: UInt64?)] = []
+                        try txn.scan(events, from: expected) { key, value in
+                            guard let e = Ledger.decodeEvent(key: key, value: value) else { return false }
+                            let facts = StoredEvent.facts(in: value)
+                            rows.append((e, facts, try facts.flatMap { try storedPosition(ofID: $0.id, txn: txn) }))
+                            return rows.count < 4096
                         }
+                        return (try storedCheckpoint(txn), rows)
                     }
-                    return (checkpoint, positions, facts)
-                }
-                for (k, e) in chunk.enumerated() {
+                if rows.isEmpty { break }
+                for k in rows.indices {
+                    let e = rows[k].event
                     if e.position != expected {
                         return fail(expected, "position \(expected) is missing: the log jumps from \(expected - 1) to \(e.position)")
                     }
@@ -94,14 +93,14 @@ extension Ledger {
                     let previous = lastPositions[event.caseID] ?? 0
                     var expectedFacts = event.facts
                     expectedFacts.previous = previous
-                    guard storedFacts[k] == expectedFacts else {
-                        if storedFacts[k]?.previous != previous {
-                            return fail(e.position, "the event names position \(storedFacts[k]?.previous ?? 0) as its case's previous event; the log has \(previous)")
+                    guard rows[k].facts == expectedFacts else {
+                        if rows[k].facts?.previous != previous {
+                            return fail(e.position, "the event names position \(rows[k].facts?.previous ?? 0) as its case's previous event; the log has \(previous)")
                         }
                         return fail(e.position, "the event's stored facts (what replays read) differ from its JSON")
                     }
-                    guard e.position > checkpoint || idPositions[k] == e.position else {
-                        return fail(e.position, "the id index maps \"\(event.id)\" to \(idPositions[k].map(String.init) ?? "nothing"), not to \(e.position)")
+                    guard e.position > checkpoint || rows[k].indexed == e.position else {
+                        return fail(e.position, "the id index maps \"\(event.id)\" to \(rows[k].indexed.map(String.init) ?? "nothing"), not to \(e.position)")
                     }
                     do { try replay.apply(event) } catch {
                         return fail(e.position, "the event breaks the case rules: \(error.message)")
@@ -126,9 +125,7 @@ extension Ledger {
             if stored.hash != prev.hash {
                 return fail(stored.position, "the stored head hash \(stored.hashHex) differs from the recomputed \(prev.hashHex)")
             }
-            let (idCount, checkpoint) = try environment.read { txn in
-                (try txn.count(ids), try txn.get(meta, key: Ledger.projectedKey).map(Ledger.decodeUInt64) ?? 0)
-            }
+            let (idCount, checkpoint) = try environment.read { txn in (try txn.count(ids), try storedCheckpoint(txn)) }
             if idCount != Int(checkpoint) {
                 return fail(prev.position, "the id index holds \(idCount) ids for the \(checkpoint) events up to the checkpoint")
             }
