@@ -16,7 +16,9 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
 /// Random valid case histories: each case walks the lifecycle of CONTRACT §3 at increasing times;
 /// the cases' events are interleaved in one global order, as several intake systems would send them.
 public enum RandomHistory {
-    public static func events(seed: UInt64, cases: Int, start: String = "2023-05-20T00:00:00Z") -> [Event] {
+    /// - Parameter idPrefix: starts every event id (ids are `<idPrefix><seed>-<n>`).
+    public static func events(seed: UInt64, cases: Int, start: String = "2023-05-20T00:00:00Z",
+                              idPrefix: String = "s") -> [Event] {
         var rng = SeededRandom(seed: seed)
         let t0 = Timestamp(rfc3339: start)!.seconds
         var perCase: [[(Int64, String, String)]] = []  // (time, type, data)
@@ -91,7 +93,7 @@ public enum RandomHistory {
             if cursors[c] == perCase[c].count { open.remove(at: pick) }
             n += 1
             let at = Timestamp(seconds: t).description
-            let text = #"{"id":"s\#(seed)-\#(n)","type":"\#(type)","case":"P\#(seed)-\#(c)","at":"\#(at)","data":\#(data)}"#
+            let text = #"{"id":"\#(idPrefix)\#(seed)-\#(n)","type":"\#(type)","case":"P\#(seed)-\#(c)","at":"\#(at)","data":\#(data)}"#
             out.append(try! Event.validate(json: Array(text.utf8)))
         }
         return out
