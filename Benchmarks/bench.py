@@ -7,6 +7,8 @@ median of --runs runs:
 
   1. durable ingest of the generated history into ledgerd over its socket (loadgen: 4 connections,
      batches of 1,000, --inflight requests in flight per connection);
+     The same ingest again with the history's ids replaced by random UUIDv4s (--ids uuid), which
+     makes the id index take random inserts instead of appends;
   2. the same load against the C reference appender (raw LMDB, one commit per request), Redis
      Streams (XADD pipelined, appendfsync always) and SQLite (WAL, synchronous=FULL, in process);
   3. one event per request, one request in flight: round trip p50/p99, ledgerd and the reference;
@@ -234,19 +236,28 @@ class Bench:
     # --- the history ------------------------------------------------------------------------------
     def history(self):
         cases = max(1, round(self.a.events / EVENTS_PER_CASE))
+        self.history_path = self.generate(cases, "sequence")
+        # The same history with random UUIDv4 event ids, as intake systems that make their own
+        # idempotency keys send: the id index then takes random inserts instead of appends.
+        self.uuid_history_path = self.generate(cases, "uuid")
+        with open(self.history_path, "rb") as f:
+            n = sum(1 for line in f if line.strip())
+        self.cases, self.n_events = cases, n
+        self.history_bytes = os.path.getsize(self.history_path)
+        log(f"history: {self.history_path}: {n:,} events, {self.history_bytes / n:.0f} bytes per event as NDJSON")
+
+    def generate(self, cases, ids):
         gen = os.path.join(self.repo, "scripts", "generate-pilot-data")
         os.makedirs(self.a.data_cache, exist_ok=True)
-        path = os.path.join(self.a.data_cache, f"pilot-seed1-cases{cases}.ndjson")
+        suffix = "" if ids == "sequence" else f"-{ids}"
+        path = os.path.join(self.a.data_cache, f"pilot-seed1-cases{cases}{suffix}.ndjson")
         if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(gen):
-            log(f"generating the history: {cases:,} cases (about {self.a.events:,} events)")
+            log(f"generating the history: {cases:,} cases (about {self.a.events:,} events), ids: {ids}")
             tmp = path + ".tmp"
-            run([sys.executable, gen, "--seed", "1", "--cases", str(cases), "--out", tmp], 3600, "generate-pilot-data")
+            run([sys.executable, gen, "--seed", "1", "--cases", str(cases), "--ids", ids, "--out", tmp], 3600,
+                "generate-pilot-data")
             os.replace(tmp, path)
-        with open(path, "rb") as f:
-            n = sum(1 for line in f if line.strip())
-        self.history_path, self.cases, self.n_events = path, cases, n
-        self.history_bytes = os.path.getsize(path)
-        log(f"history: {path}: {n:,} events, {self.history_bytes / n:.0f} bytes per event as NDJSON")
+        return path
 
     # --- servers ----------------------------------------------------------------------------------
     def start_ledgerd(self, d, timeout=120.0):
@@ -266,8 +277,9 @@ class Bench:
                                        "--daemonize", "no", "--logfile", os.path.join(d, "redis.log")],
                       sock, os.path.join(d, "redis.stdout"))
 
-    def loadgen(self, sock, connections, batch, inflight, limit=None, latency=False, protocol="ledger"):
-        argv = [self.tool("loadgen"), "--socket", sock, "--file", self.history_path, "--connections", str(connections),
+    def loadgen(self, sock, connections, batch, inflight, limit=None, latency=False, protocol="ledger", history=None):
+        argv = [self.tool("loadgen"), "--socket", sock, "--file", history or self.history_path,
+                "--connections", str(connections),
                 "--batch", str(batch), "--inflight", str(inflight), "--timeout", str(self.a.timeout),
                 "--protocol", protocol]
         if limit is not None:
@@ -284,9 +296,12 @@ class Bench:
         return st
 
     # --- 1, 2, 6: ingest, then the ledger's replay, restart, report, size --------------------------
-    def ingest_ledgerd(self, r):
-        d = self.fresh(f"run{r}-ledgerd")
-        log(f"run {r}: ingest into ledgerd ({self.n_events:,} events, 4 x {self.a.batch} x {self.a.inflight} in flight)")
+    def ingest_ledgerd(self, r, uuid_ids=False):
+        """Ingests the history; with `uuid_ids`, the one with UUIDv4 ids, its figures under `…_uuid`."""
+        x = "_uuid" if uuid_ids else ""
+        d = self.fresh(f"run{r}-ledgerd{x}")
+        log(f"run {r}: ingest into ledgerd ({self.n_events:,} events, 4 x {self.a.batch} x {self.a.inflight} in flight"
+            + (", UUIDv4 ids)" if uuid_ids else ")"))
         dm = self.start_ledgerd(d)
         samples, done = [], threading.Event()
 
@@ -301,7 +316,8 @@ class Bench:
         try:
             t_start = time.perf_counter()
             sampler.start()
-            res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight)
+            res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight,
+                               history=self.uuid_history_path if uuid_ids else None)
             t_end = time.perf_counter()
             done.set()
             sampler.join()
@@ -315,23 +331,25 @@ class Bench:
         early = [v["VmHWM"] for t, v in samples if t <= half]
         hwm_half = early[-1] if early else None
         anon_peak = max([v.get("RssAnon", 0) for _, v in samples] + [end_status.get("RssAnon", 0)])
-        self.put("anon_peak_ledgerd_mib", anon_peak / 2**20)
-        self.put("rssfile_end_ledgerd_mib", end_status.get("RssFile", 0) / 2**20)
+        self.put(f"anon_peak_ledgerd{x}_mib", anon_peak / 2**20)
         if rc != 0:
-            self.notes.append(f"run {r}: ledgerd exited with {rc} on SIGTERM after the ingest")
+            self.notes.append(f"run {r}: ledgerd exited with {rc} on SIGTERM after the ingest{x}")
         if st.get("head") != self.n_events or res["duplicates"]:
             raise BenchError(f"ledgerd head {st.get('head')} after ingesting {self.n_events} events "
                              f"({res['duplicates']} duplicates)")
-        self.put("ingest_ledgerd", res["events_per_s"])
-        self.put("ingest_ledgerd_p50_ms", res["p50_us"] / 1000)
-        self.put("hwm_ledgerd_mib", hwm / 2**20)
+        self.put(f"ingest_ledgerd{x}", res["events_per_s"])
+        self.put(f"hwm_ledgerd{x}_mib", hwm / 2**20)
         if hwm_half is not None:
-            self.put("hwm_ledgerd_half_mib", hwm_half / 2**20)
+            self.put(f"hwm_ledgerd{x}_half_mib", hwm_half / 2**20)
         data_bytes = file_size(os.path.join(d, "data", "data.mdb"))
+        self.raw.append((r, f"ingest ledgerd{x}", {**res, "vm_hwm_bytes": hwm, "vm_hwm_half_bytes": hwm_half,
+                                                    "data_mdb_bytes": data_bytes, "commits": st.get("commits")}))
+        if uuid_ids:
+            shutil.rmtree(d, ignore_errors=True)
+            return None
+        self.put("rssfile_end_ledgerd_mib", end_status.get("RssFile", 0) / 2**20)
+        self.put("ingest_ledgerd_p50_ms", res["p50_us"] / 1000)
         self.put("bytes_ledgerd", data_bytes / self.n_events)
-        self.raw.append((r, "ingest ledgerd", {**res, "vm_hwm_bytes": hwm, "vm_hwm_half_bytes": hwm_half,
-                                                "data_mdb_bytes": data_bytes,
-                                                "commits": st.get("commits")}))
         return d
 
     def ingest_reference(self, r):
@@ -461,6 +479,7 @@ class Bench:
         ref = self.ingest_reference(r)
         self.ingest_redis(r)
         self.ingest_sqlite(r)
+        self.ingest_ledgerd(r, uuid_ids=True)
         self.after_ingest(d, ref, r)
         shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(ref, ignore_errors=True)
@@ -476,6 +495,8 @@ class Bench:
         self.put("ratio_ingest_ref", R["ingest_ledgerd"][-1] / R["ingest_ref"][-1])
         self.put("ratio_ingest_redis", R["ingest_ledgerd"][-1] / R["ingest_redis"][-1])
         self.put("ratio_ingest_sqlite", R["ingest_ledgerd"][-1] / R["ingest_sqlite"][-1])
+        self.put("ratio_ingest_uuid_ref", R["ingest_ledgerd_uuid"][-1] / R["ingest_ref"][-1])
+        self.put("ratio_ingest_uuid_redis", R["ingest_ledgerd_uuid"][-1] / R["ingest_redis"][-1])
         self.put("ratio_p50", R["one_ledgerd_p50_us"][-1] / R["one_ref_p50_us"][-1])
         self.put("ratio_p99", R["one_ledgerd_p99_us"][-1] / R["one_ref_p99_us"][-1])
         self.put("ratio_fanin", R["fanin_ledgerd_eps"][-1] / R["one_ledgerd_eps"][-1])
@@ -595,6 +616,10 @@ def rows(b):
         ("2. the same against Redis Streams (XADD pipelined, appendfsync always)", fmt_rate(g("ingest_ledgerd")),
          "Redis " + fmt_rate(g("ingest_redis")), fmt_ratio(g("ratio_ingest_redis")), "≥ 1.5 × Redis",
          met(ge(g("ratio_ingest_redis"), 1.5))),
+        ("1. the same with random UUIDv4 event ids (36 characters)", fmt_rate(g("ingest_ledgerd_uuid")),
+         "C reference " + fmt_rate(g("ingest_ref")) + "; Redis " + fmt_rate(g("ingest_redis")),
+         fmt_ratio(g("ratio_ingest_uuid_ref")) + " ref; " + fmt_ratio(g("ratio_ingest_uuid_redis")) + " Redis",
+         "—", "—"),
         ("2. the same against SQLite (WAL, synchronous=FULL, in process, 1 writer)", fmt_rate(g("ingest_ledgerd")),
          "SQLite " + fmt_rate(g("ingest_sqlite")), fmt_ratio(g("ratio_ingest_sqlite")), "—", "—"),
         ("3. one event per request, 1 in flight: p50 round trip", fmt_us(g("one_ledgerd_p50_us")),
@@ -616,6 +641,10 @@ def rows(b):
          f" (half-way: {fmt_mib(g('hwm_ledgerd_half_mib'))}; peak anonymous: {fmt_mib(g('anon_peak_ledgerd_mib'))})",
          "C reference " + fmt_mib(g("hwm_ref_mib")), fmt_ratio(g("ratio_hwm")), "≤ 256 MiB",
          met(le(g("hwm_ledgerd_mib"), 256.0))),
+        ("6. the same with UUIDv4 event ids", fmt_mib(g("hwm_ledgerd_uuid_mib")) +
+         f" (half-way: {fmt_mib(g('hwm_ledgerd_uuid_half_mib'))}; peak anonymous: "
+         f"{fmt_mib(g('anon_peak_ledgerd_uuid_mib'))})", "—", "", "≤ 256 MiB",
+         met(le(g("hwm_ledgerd_uuid_mib"), 256.0))),
         ("6. bytes on disk per event (data.mdb)", fmt_b(g("bytes_ledgerd")),
          f"C reference {fmt_b(g('bytes_ref'))}; Redis appendonlydir {fmt_b(g('bytes_redis'))}; "
          f"SQLite {fmt_b(g('bytes_sqlite'))}",
@@ -637,6 +666,7 @@ def runs_table(b):
     labels = [
         ("ingest_ledgerd", "ingest ledgerd (ev/s)", "{:,.0f}"), ("ingest_ref", "ingest C reference (ev/s)", "{:,.0f}"),
         ("ingest_redis", "ingest Redis (ev/s)", "{:,.0f}"), ("ingest_sqlite", "ingest SQLite (ev/s)", "{:,.0f}"),
+        ("ingest_ledgerd_uuid", "ingest ledgerd, UUIDv4 ids (ev/s)", "{:,.0f}"),
         ("ingest_ledgerd_p50_ms", "ingest ledgerd, p50 per request of the batch (ms)", "{:,.1f}"),
         ("ingest_ref_p50_ms", "ingest C reference, p50 per request (ms)", "{:,.1f}"),
         ("one_ledgerd_p50_us", "1 event/request ledgerd p50 (µs)", "{:,.0f}"),
@@ -657,6 +687,8 @@ def runs_table(b):
         ("anon_peak_ledgerd_mib", "RssAnon ledgerd, highest sample during the ingest (MiB)", "{:,.1f}"),
         ("rssfile_end_ledgerd_mib", "RssFile ledgerd at the end of the ingest (mapped LMDB pages, MiB)", "{:,.1f}"), ("hwm_ref_mib", "VmHWM reference (MiB)", "{:,.1f}"),
         ("hwm_redis_mib", "VmHWM Redis (MiB)", "{:,.1f}"),
+        ("hwm_ledgerd_uuid_half_mib", "VmHWM ledgerd half-way, UUIDv4 ids (MiB)", "{:,.1f}"),
+        ("hwm_ledgerd_uuid_mib", "VmHWM ledgerd at the end, UUIDv4 ids (MiB)", "{:,.1f}"),
         ("bytes_ledgerd", "data.mdb bytes/event ledgerd", "{:,.0f}"), ("bytes_ref", "data.mdb bytes/event reference", "{:,.0f}"),
     ]
     n = b.a.runs
@@ -685,7 +717,8 @@ Written by `scripts/bench` (issue 6); do not edit by hand, run it again.{quick}
 - toolchain: {mach['swift']}; {mach['cc']}
 - peers: LMDB {mach['lmdb']}, Redis {mach['redis']}, SQLite {mach['sqlite']} (Debian packages)
 - history: `scripts/generate-pilot-data --seed 1 --cases {b.cases}`: {b.n_events:,} events,
-  {b.history_bytes / b.n_events:.0f} bytes per event as NDJSON
+  {b.history_bytes / b.n_events:.0f} bytes per event as NDJSON; the UUID rows use the same history
+  with `--ids uuid`
 - runs: {a.runs}; each figure is the median of the runs, each ratio the median of the ratios measured
   within one run
 
@@ -713,7 +746,11 @@ and a figure that misses its target says "no".
   <event>`). **SQLite** is embedded, so `Benchmarks/peers/sqlite_ingest.c` measures it in process
   with no socket: WAL, `synchronous=FULL`, `events(position INTEGER PRIMARY KEY, body TEXT)`, one
   transaction per {a.batch:,} events, one writer. Within a run the four go one after the other
-  (ledgerd, reference, Redis, SQLite), so across runs ledgerd and its peers alternate.
+  (ledgerd, reference, Redis, SQLite, then ledgerd with UUID ids), so across runs ledgerd and its
+  peers alternate. The UUID run sends the same history with every `id` a random UUIDv4 (36
+  characters): the ids the sequence generator gives (`sm-1-0000001`, in order) are the best case
+  for the id index, since they arrive in key order and are appended; random ones are inserted all
+  over it (STORAGE.md, "Event ids").
 - **One event per request (3).** One connection, one event per request, one request in flight, the
   first {a.latency_events:,} events of the history, each on an empty ledger: the round trip of every
   request (write to response) gives p50 and p99 (nearest rank); ledgerd then the reference.
