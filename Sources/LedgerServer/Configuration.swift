@@ -21,6 +21,9 @@ public struct Configuration: Sendable, Equatable {
     /// Events after which the projections kept in memory are written to disk (a checkpoint); also
     /// the most events replayed at a start after a crash.
     public var checkpointEvents = 250_000
+    /// About how many cases and ids one commit of a checkpoint writes; a bigger checkpoint goes in
+    /// chunks with the appends after it.
+    public var checkpointChunkKeys = 16_384
     /// SwiftNIO event-loop threads (decoding happens there).
     public var eventLoopThreads = 1
     /// Threads that serve reads (`read`, `status`) off the event loop.
@@ -51,7 +54,8 @@ public struct Configuration: Sendable, Equatable {
     /// Every key the file and the environment accept.
     public static let keys = [
         "data_dir", "socket", "max_line_bytes", "max_pending_per_connection", "subscriber_stall_seconds", "max_group_events",
-        "initial_map_size_mib", "max_map_size_gib", "checkpoint_events", "event_loop_threads", "read_threads",
+        "initial_map_size_mib", "max_map_size_gib", "checkpoint_events", "checkpoint_chunk_keys",
+        "event_loop_threads", "read_threads",
         "append_users", "append_groups", "log_level", "metrics_address", "window_start", "window_end",
     ]
 
@@ -140,6 +144,7 @@ public struct Configuration: Sendable, Equatable {
         case "initial_map_size_mib": initialMapSizeMiB = try int(min: 1)
         case "max_map_size_gib": maxMapSizeGiB = try int(min: 1)
         case "checkpoint_events": checkpointEvents = try int(min: 1)
+        case "checkpoint_chunk_keys": checkpointChunkKeys = try int(min: 1)
         case "event_loop_threads": eventLoopThreads = try int(min: 1)
         case "read_threads": readThreads = try int(min: 1)
         case "append_users": appendUsers = try list()

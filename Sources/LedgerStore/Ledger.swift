@@ -70,6 +70,9 @@ public final class Ledger: Sendable {
         var epoch: UInt64
         /// The overlay of a checkpoint handed to the committer and not yet seen stored.
         var frozen: Overlay?
+        /// A checkpoint whose chunks are not all handed to groups yet, and the next chunk's number.
+        var plan: CheckpointPlan?
+        var nextChunk = 0
         /// Groups sequenced and perhaps not stored yet.
         var recent: [RecentGroup] = []
 
@@ -106,6 +109,10 @@ public final class Ledger: Sendable {
         public var checkpointEvents = 250_000
         /// The most cases kept in memory across checkpoints; nil: 4 × `checkpointEvents`.
         public var caseCacheLimit: Int?
+        /// About how many cases and ids one commit of a checkpoint writes: a checkpoint with more
+        /// goes in chunks with the appends that follow it (`CheckpointPlan`), which bounds the
+        /// pages a transaction holds and how long an append waits for a checkpoint.
+        public var checkpointChunkKeys = 16_384
         public init() {}
     }
 
@@ -182,6 +189,7 @@ public final class Ledger: Sendable {
     static let headKey = Array("head".utf8)
     static let windowKey = Array("window".utf8)
     static let projectedKey = Array("projected".utf8)
+    static let pendingKey = Array("pending".utf8)
     static let projectionVersionKey = Array("projection_version".utf8)
 
     /// Reads the format, head and window; writes them for a new ledger; checks the head against
@@ -259,6 +267,12 @@ public final class Ledger: Sendable {
     /// held in memory by the writer.
     public func checkpointPosition() throws -> UInt64 {
         try environment.read { txn in try storedCheckpoint(txn) }
+    }
+
+    /// The position of a checkpoint being written in chunks (`meta.pending`), nil when none is:
+    /// the stored projections are then partly at it and partly at `checkpointPosition()`.
+    public func checkpointInProgress() throws -> UInt64? {
+        try environment.read { txn in try storedPending(txn)?.position }
     }
 
     /// At most `limit` events from position `from` on, in order.

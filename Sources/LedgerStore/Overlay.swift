@@ -1,5 +1,6 @@
 import LedgerCore
 import LMDBKit
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -173,19 +174,34 @@ extension Ledger {
     /// The state at the head `txn` sees: the stored head, counters and checkpoint, with the events
     /// after the checkpoint replayed into an overlay. How a writer starts (after a crash, at most
     /// `checkpointEvents` events) and how a reader in another process sees the head.
+    ///
+    /// A checkpoint being written in chunks (`meta.pending`) may have stored some of its cases
+    /// already: a stored case record is its case's state as of its latest event (`last`), so an
+    /// event at or before that is already in it and only its id is noted. The pending checkpoint's
+    /// counters and duration samples are stored whole with its first chunk, so the events up to it
+    /// add to neither.
     func currentState(_ txn: some Transaction, capacity: Int) throws -> CurrentState {
         let head = try storedHead(txn)
-        var counters = try storedCounters(txn)
+        let pending = try storedPending(txn)
+        var counters = try pending?.counters ?? storedCounters(txn)
         var overlay = Overlay(checkpoint: try storedCheckpoint(txn), capacity: capacity)
         guard head.position > overlay.checkpoint else {
             return CurrentState(head: head, counters: counters, overlay: overlay)
         }
+        // The counters and samples include the events up to here.
+        let counted = max(pending?.position ?? 0, overlay.checkpoint)
         var undo = Overlay.Undo()  // the log's events are never taken back: only reused
         var delta = ProjectionDelta()
         try txn.scan(events, from: overlay.checkpoint + 1) { key, value in
             let position = Ledger.decodeUInt64(key)
             guard position <= head.position else { return false }
             guard let facts = StoredEvent.facts(in: value) else { throw StoreError.unreadable(position) }
+            if position <= counted, let record = try caseRecord(facts.caseID, overlay: overlay, txn: txn),
+               record.last >= position {
+                let ii = overlay.ids.index(of: facts.id) { 0 }
+                overlay.ids.values[ii] = position
+                return true
+            }
             delta.increments.removeAll(keepingCapacity: true)
             delta.durations.removeAll(keepingCapacity: true)
             undo.cases.removeAll(keepingCapacity: true)
@@ -197,42 +213,65 @@ extension Ledger {
             } catch let e as LedgerError {
                 throw StoreError.brokenRule(position, e)
             }
-            delta.apply(to: &counters)
+            if position > counted {
+                delta.apply(to: &counters)
+            } else {
+                overlay.durations.removeLast(delta.durations.count)  // stored with the pending checkpoint
+            }
             return true
         }
         return CurrentState(head: head, counters: counters, overlay: overlay)
     }
 
-    /// Writes the overlay and `counters` into their databases and marks them as reflecting `head`.
-    /// Keys are written in sorted order.
+    /// Writes the overlay and `counters` into their databases and marks them as reflecting `head`,
+    /// in one transaction. Keys are written in sorted order.
     func writeCheckpoint(_ overlay: Overlay, counters: CounterTable, head: UInt64, txn: WriteTransaction) throws {
-        try putSorted(overlay.cases.keys, into: cases, txn: txn, include: { overlay.cases.values[$0].dirty }) { i, out in
-            overlay.cases.values[i].record!.encode(into: &out)
-        }
-        try putSorted(overlay.ids.keys, into: ids, txn: txn, include: { overlay.ids.values[$0] != 0 }) { i, out in
-            withUnsafeBytes(of: overlay.ids.values[i].bigEndian) { out.append(contentsOf: $0) }
-        }
-        for d in DurationSample.inKeyOrder(overlay.durations) {
-            try txn.put(durations, key: d.key, value: [])
-        }
-        for (k, v) in counters.all {
-            if v == 0 {
-                _ = try txn.delete(projections, key: k.encoded)
-            } else {
-                try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
-            }
-        }
-        try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head))
+        let plan = CheckpointPlan(overlay, counters: counters, position: head, chunks: 1)
+        try writeCheckpointChunks(plan, 0..<1, txn: txn)
     }
 
-    /// Puts the entries of `keys` that `include` picks into `db`, in key order, `value` writing the
-    /// value of entry `i`. Keys past the tree's last key are appended (`MDB_APPEND`: no search from
-    /// the root), which is most new cases and ids when keys grow with time.
-    private func putSorted(_ keys: [String], into db: Database, txn: WriteTransaction, include: (Int) -> Bool,
+    /// Writes chunks `chunks` of `plan` (in order; the first and last chunk do more, see
+    /// `CheckpointPlan`).
+    func writeCheckpointChunks(_ plan: CheckpointPlan, _ chunks: Range<Int>, txn: WriteTransaction) throws {
+        let (caseOrder, idOrder) = plan.sortedOrders()
+        let overlay = plan.overlay
+        for chunk in chunks {
+            if chunk == 0 {
+                if plan.chunks > 1 {
+                    try txn.put(meta, key: Ledger.pendingKey, value: Ledger.encodePending(plan.position, plan.counters))
+                }
+                for d in DurationSample.inKeyOrder(overlay.durations) {
+                    try txn.put(durations, key: d.key, value: [])
+                }
+            }
+            try putSorted(overlay.cases.keys, plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
+                overlay.cases.values[i].record!.encode(into: &out)
+            }
+            try putSorted(overlay.ids.keys, plan.slice(idOrder, chunk), into: ids, txn: txn) { i, out in
+                withUnsafeBytes(of: overlay.ids.values[i].bigEndian) { out.append(contentsOf: $0) }
+            }
+            if chunk == plan.chunks - 1 {
+                for (k, v) in plan.counters.all {
+                    if v == 0 {
+                        _ = try txn.delete(projections, key: k.encoded)
+                    } else {
+                        try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
+                    }
+                }
+                try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(plan.position))
+                _ = try txn.delete(meta, key: Ledger.pendingKey)
+            }
+        }
+    }
+
+    /// Puts the entries `order` names (indexes into `keys`, in key order) into `db`, `value`
+    /// writing the value of entry `i`. Keys past the tree's last key are appended (`MDB_APPEND`:
+    /// no search from the root), which is most new cases and ids when keys grow with time.
+    private func putSorted(_ keys: [String], _ order: ArraySlice<Int>, into db: Database, txn: WriteTransaction,
                            value: (Int, inout [UInt8]) -> Void) throws {
         var buffer: [UInt8] = []
         var appending = LastKey(txn: txn, db: db)
-        for i in Ledger.sortedIndexes(keys, include: include) {
+        for i in order {
             var key = keys[i]
             buffer.removeAll(keepingCapacity: true)
             value(i, &buffer)
@@ -241,6 +280,33 @@ extension Ledger {
                 try buffer.withUnsafeBytes { v in try txn.put(db, key: UnsafeRawBufferPointer(k), value: v, flags: flags) }
             }
         }
+    }
+
+    /// The checkpoint being written in chunks, if one is: its position and its counters.
+    func storedPending(_ txn: some Transaction) throws -> (position: UInt64, counters: CounterTable)? {
+        try txn.get(meta, key: Ledger.pendingKey).flatMap(Ledger.decodePending)
+    }
+
+    /// position ‖ (counter key, count) for each non-zero counter, all big-endian.
+    static func encodePending(_ position: UInt64, _ counters: CounterTable) -> [UInt8] {
+        var out = encodeUInt64(position)
+        for (k, v) in counters.all where v != 0 {
+            out += encodeUInt64(k.raw)
+            out += encodeUInt64(UInt64(bitPattern: v))
+        }
+        return out
+    }
+
+    static func decodePending(_ b: [UInt8]) -> (position: UInt64, counters: CounterTable)? {
+        guard b.count >= 8, (b.count - 8) % 16 == 0 else { return nil }
+        var counters = CounterTable()
+        var i = 8
+        while i < b.count {
+            counters.add(CounterKey(raw: decodeUInt64(Array(b[i..<(i + 8)]))),
+                         Int64(bitPattern: decodeUInt64(Array(b[(i + 8)..<(i + 16)]))))
+            i += 16
+        }
+        return (decodeUInt64(Array(b[0..<8])), counters)
     }
 
     /// The first 16 bytes of a key as two big-endian integers, zero-padded: ordering by them agrees
@@ -308,5 +374,51 @@ struct LastKey {
             return .append
         }
         return []
+    }
+}
+
+/// A checkpoint (a frozen overlay and the counters at `position`) cut into `chunks` pieces, each
+/// written with one commit, so that no transaction holds more than a chunk's share of the
+/// indexes' pages in memory and no append waits for a whole checkpoint (STORAGE.md).
+///
+/// Chunk `k` writes the `k`-th of `chunks` equal runs of the cases and of the ids in key order, so
+/// each B-tree page is still written about once per checkpoint. The first chunk also stores
+/// `meta.pending` (the position and the counters) and all the duration samples; the last writes
+/// the counters and moves `meta.projected` to `position`. Until then a reader replays from the
+/// previous checkpoint and skips what a chunk already stored (`Ledger.currentState`).
+final class CheckpointPlan: Sendable {
+    let overlay: Overlay
+    let counters: CounterTable
+    let position: UInt64
+    let chunks: Int
+    /// The cases' and the ids' indexes in key order, sorted by the first chunk's writer.
+    private let orders = Mutex<(cases: [Int], ids: [Int])?>(nil)
+
+    init(_ overlay: Overlay, counters: CounterTable, position: UInt64, chunks: Int) {
+        self.overlay = overlay
+        self.counters = counters
+        self.position = position
+        self.chunks = max(1, chunks)
+    }
+
+    /// A plan for `overlay` with chunks of at most about `keys` cases and ids.
+    convenience init(_ overlay: Overlay, counters: CounterTable, position: UInt64, chunkKeys keys: Int) {
+        let most = max(overlay.cases.count, overlay.ids.count)
+        self.init(overlay, counters: counters, position: position, chunks: (most + max(keys, 1) - 1) / max(keys, 1))
+    }
+
+    func sortedOrders() -> (cases: [Int], ids: [Int]) {
+        orders.withLock { o in
+            if let o { return o }
+            let sorted = (Ledger.sortedIndexes(overlay.cases.keys) { self.overlay.cases.values[$0].dirty },
+                          Ledger.sortedIndexes(overlay.ids.keys) { self.overlay.ids.values[$0] != 0 })
+            o = sorted
+            return sorted
+        }
+    }
+
+    /// The `chunk`-th of `chunks` equal runs of `order`.
+    func slice(_ order: [Int], _ chunk: Int) -> ArraySlice<Int> {
+        order[(order.count * chunk / chunks)..<(order.count * (chunk + 1) / chunks)]
     }
 }

@@ -21,9 +21,15 @@ public struct SequencedGroup: Sendable {
     let sealed: ChainBuilder.Sealed?
     /// The counters after the group, which become the committed ones.
     let counters: CounterTable
-    /// A checkpoint to write with the group: the overlay as of the group's end (its dirty cases,
-    /// ids and samples).
-    let checkpoint: Overlay?
+    /// A chunk of a checkpoint to write with the group.
+    let checkpoint: CheckpointWork?
+}
+
+/// Chunk `chunk` of a checkpoint's `plan`, written in a group's transaction.
+struct CheckpointWork: Sendable {
+    let plan: CheckpointPlan
+    let chunk: Int
+    var isLast: Bool { chunk == plan.chunks - 1 }
 }
 
 /// A group sequenced and perhaps not stored yet: where a duplicate's original is read from.
@@ -107,14 +113,24 @@ extension Ledger {
             }
             state.head = Head(position: start + UInt64(accepted.count), hash: [])
             state.recent.append(RecentGroup(start: start, requests: requests, accepted: accepted))
-            var checkpoint: Overlay?
-            if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents), state.frozen == nil {
-                // The overlay as of this group is written with it; until that commit is seen, the
-                // frozen copy answers the lookups its ids and cases need.
+            var checkpoint: CheckpointWork?
+            if let plan = state.plan {
+                // The next chunk of the checkpoint being written.
+                checkpoint = CheckpointWork(plan: plan, chunk: state.nextChunk)
+                state.nextChunk += 1
+                if state.nextChunk == plan.chunks { state.plan = nil }
+            } else if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents), state.frozen == nil {
+                // The overlay as of this group is written with it and the groups after it; until
+                // its last chunk is seen stored, the frozen copy answers the lookups of its ids
+                // and cases.
                 let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents,
                                                   cacheLimit: cacheLimit)
-                checkpoint = frozen
+                let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
+                                          chunkKeys: options.checkpointChunkKeys)
+                checkpoint = CheckpointWork(plan: plan, chunk: 0)
                 state.frozen = frozen
+                state.nextChunk = 1
+                if plan.chunks > 1 { state.plan = plan }
             }
             return SequencedGroup(validated: validated, accepted: accepted.count, start: start, epoch: state.epoch,
                                   sealed: chain.seal(), counters: state.counters, checkpoint: checkpoint)
@@ -141,20 +157,21 @@ extension Ledger {
                         try txn.put(events, key: key, value: value, flags: .append)
                     }
                 }
-                if let checkpoint = group.checkpoint {
-                    try writeCheckpoint(checkpoint, counters: group.counters, head: head.position, txn: txn)
+                if let work = group.checkpoint {
+                    try writeCheckpointChunks(work.plan, work.chunk..<(work.chunk + 1), txn: txn)
                 }
                 try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(head))
             }
         }
         switch outcome {
         case .success:
+            let checkpointed = group.checkpoint.flatMap { $0.isLast ? $0.plan.position : nil }
             committed.withLock {
                 $0.head = head
                 $0.counters = group.counters
-                if group.checkpoint != nil { $0.checkpoint = head.position }
+                if let checkpointed { $0.checkpoint = checkpointed }
             }
-            if group.checkpoint != nil {
+            if checkpointed != nil {
                 // The pages the checkpoint touched need not stay mapped (RSS stays bounded).
                 environment.releaseMappedPages()
             }
@@ -210,12 +227,28 @@ extension Ledger {
             }
             if current.head.position == state.head.position {
                 state.head = current.head  // with its hash
+                try finishCheckpoint(&state)
                 state.frozen = nil
                 state.recent.removeAll()
                 return
             }
             usleep(200)
         }
+    }
+}
+
+extension Ledger {
+    /// Writes the chunks of a checkpoint not yet handed to a group, in one transaction, so that
+    /// what is stored is the checkpoint whole. For `drain`, when every group is committed.
+    func finishCheckpoint(_ state: inout WriterState) throws {
+        guard let plan = state.plan else { return }
+        let outcome = withMapGrowth { () throws in
+            try environment.write { txn in try writeCheckpointChunks(plan, state.nextChunk..<plan.chunks, txn: txn) }
+        }
+        if case .failure(let e) = outcome { throw e }
+        state.plan = nil
+        committed.withLock { $0.checkpoint = plan.position }
+        environment.releaseMappedPages()
     }
 }
 

@@ -166,6 +166,7 @@ extension Ledger {
                     }
                     try txn.put(meta, key: Ledger.windowKey, value: Ledger.encodeWindow(window))
                     try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head.position))
+                    _ = try txn.delete(meta, key: Ledger.pendingKey)
                     try txn.put(meta, key: Ledger.projectionVersionKey, value: Ledger.encodeUInt64(Ledger.projectionVersion))
                 }
             }

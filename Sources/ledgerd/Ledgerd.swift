@@ -95,6 +95,7 @@ struct Ledgerd: AsyncParsableCommand {
             options.initialMapSize = settings.initialMapSizeMiB << 20
             options.maxMapSize = max(settings.maxMapSizeGiB << 30, options.initialMapSize)
             options.checkpointEvents = settings.checkpointEvents
+            options.checkpointChunkKeys = settings.checkpointChunkKeys
             options.window = try settings.window()
             options.rebuildProgress = { done, total in
                 if done == total || done % 100_000 == 0 {
