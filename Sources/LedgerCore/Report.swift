@@ -195,7 +195,7 @@ public struct Replay: Sendable {
         scratch.durations.removeAll(keepingCapacity: true)
         let index: Int
         if let i = cases.index(of: event.caseID) {
-            try CaseMachine.apply(event, existing: &cases.values[i], window: window, delta: &scratch)
+            try CaseMachine.apply(event, existing: &cases[value: i], window: window, delta: &scratch)
             index = i
         } else {
             let state = try CaseMachine.apply(event, to: nil, window: window, delta: &scratch)

@@ -68,7 +68,8 @@ public final class Ledger: Sendable {
         let chain: ChainBuilder
         /// Equal to `committed.epoch` unless a write failed since this state was loaded.
         var epoch: UInt64
-        /// The overlay of a checkpoint handed to the committer and not yet seen stored.
+        /// The overlay of the last checkpoint handed to the committer: until it is seen stored, what
+        /// lookups of its ids and cases must see; then its cases, as a cache (`Overlay`).
         var frozen: Overlay?
         /// A checkpoint whose chunks are not all handed to groups yet, and the next chunk's number.
         var plan: CheckpointPlan?
@@ -107,8 +108,6 @@ public final class Ledger: Sendable {
         /// writes them (a checkpoint). More: fewer, bigger checkpoints and more memory; after a
         /// crash up to this many events are replayed at open.
         public var checkpointEvents = 250_000
-        /// The most cases kept in memory across checkpoints; nil: 4 × `checkpointEvents`.
-        public var caseCacheLimit: Int?
         /// About how many cases and ids one commit of a checkpoint writes: a checkpoint with more
         /// goes in chunks with the appends that follow it (`CheckpointPlan`), which bounds the
         /// pages a transaction holds and how long an append waits for a checkpoint.
@@ -260,9 +259,6 @@ public final class Ledger: Sendable {
         committed.withLock { $0.head.position - min($0.checkpoint, $0.head.position) }
     }
 
-    /// The most cases the writer keeps in memory across checkpoints (see `Overlay`).
-    var cacheLimit: Int { options.caseCacheLimit ?? max(4 * options.checkpointEvents, 1 << 16) }
-
     /// The position the stored projections reflect (the last checkpoint); the events after it are
     /// held in memory by the writer.
     public func checkpointPosition() throws -> UInt64 {
@@ -371,11 +367,13 @@ public final class Ledger: Sendable {
         for _ in 0..<1000 {
             let done: T? = try environment.read { txn in
                 let stored = try storedHead(txn)
+                let storedCheckpoint = try storedCheckpoint(txn)
                 let current: CurrentState? = try writer.withLock { state in
-                    // Everything sequenced is committed first, so the state is what is stored.
+                    // Everything sequenced is committed first, and a checkpoint's missing chunks
+                    // written, so the state is what is stored.
                     try drain(&state)
                     // A commit between the snapshot and the lock: take a newer snapshot.
-                    guard state.head == stored else { return nil }
+                    guard state.head == stored, committed.withLock({ $0.checkpoint }) == storedCheckpoint else { return nil }
                     var overlay = Overlay(checkpoint: state.overlay.checkpoint)
                     overlay.durations = state.overlay.durations
                     if let wanted {
@@ -407,22 +405,31 @@ public final class Ledger: Sendable {
     }
 
     /// Writes the events and projections after the checkpoint into their databases now (at a
-    /// clean shutdown, so that the next open has nothing to replay).
+    /// clean shutdown, so that the next open has nothing to replay), in chunks of their own
+    /// transactions like any checkpoint.
     public func checkpoint() throws {
         guard !options.readOnly else { return }
         try writer.withLock { state in
             try drain(&state)
             guard state.overlay.checkpoint < state.head.position else { return }
+            let plan = CheckpointPlan(state.overlay, counters: state.counters, position: state.head.position,
+                                      chunkKeys: options.checkpointChunkKeys)
+            try writeCheckpointChunksNow(plan, 0..<plan.chunks)
+            state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents)
+        }
+    }
+
+    /// Writes chunks `chunks` of `plan`, each in a transaction of its own, and then marks the
+    /// checkpoint committed. For a writer that holds the lock and has nothing in flight.
+    func writeCheckpointChunksNow(_ plan: CheckpointPlan, _ chunks: Range<Int>) throws {
+        for chunk in chunks {
             let outcome = withMapGrowth { () throws in
-                try environment.write { txn in
-                    try writeCheckpoint(state.overlay, counters: state.counters, head: state.head.position, txn: txn)
-                }
+                try environment.write { txn in try writeCheckpointChunks(plan, chunk..<(chunk + 1), txn: txn) }
             }
             if case .failure(let e) = outcome { throw e }
-            state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents, cacheLimit: cacheLimit)
-            committed.withLock { $0.checkpoint = state.head.position }
             environment.releaseMappedPages()
         }
+        committed.withLock { $0.checkpoint = plan.position }
     }
 
     /// Runs `body` (one write transaction); when the map is full grows it (doubling, up to the
@@ -471,8 +478,8 @@ public final class Ledger: Sendable {
             let id = request[index].id
             // The id's slot in the overlay (0 while it names no event there).
             let ii = overlay.ids.index(of: id) { 0 }
-            let existing = overlay.ids.values[ii] != 0
-                ? overlay.ids.values[ii]
+            let existing = overlay.ids[value: ii] != 0
+                ? overlay.ids[value: ii]
                 : try lookup.frozen?.position(ofID: id) ?? storedPosition(ofID: id, txn: lookup.txn)
             if let existing {
                 let original: [UInt8]

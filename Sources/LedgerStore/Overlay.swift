@@ -29,9 +29,12 @@ struct DurationSample: Equatable {
 /// (sorted, so each B-tree page is rewritten once per checkpoint instead of once per event). After
 /// a crash the overlay is rebuilt by replaying the events after the checkpoint: they are in the log.
 ///
-/// The case table doubles as a cache: after a checkpoint its records stay, marked clean, so the
-/// cases that keep getting events are not read and decoded again; it is emptied when it holds
-/// more than `cacheLimit` cases, which bounds the memory whatever the log's size.
+/// The writer's case records are cached in two generations, which bounds their memory by the cases
+/// of two checkpoint intervals whatever the log's size: the overlay's table (the cases touched
+/// since the last checkpoint) and the frozen overlay of that checkpoint (the cases touched in the
+/// interval before), which is written in chunks and then kept, read-only, as a cache. A freeze
+/// moves the table into the frozen overlay without copying it. A case in neither is read from
+/// `cases`.
 struct Overlay {
     /// A case in the table: its record at the head when known (nil: read the stored one), and
     /// whether that differs from the stored one.
@@ -52,50 +55,49 @@ struct Overlay {
         ids = StringTable(capacity: capacity)
     }
 
-    /// After a checkpoint at `position`: the same cases, now clean, and no ids or samples; past
-    /// `cacheLimit` cases, no cases either.
-    mutating func checkpointed(at position: UInt64, capacity: Int, cacheLimit: Int) {
+    /// After a checkpoint at `position` written from this overlay: the same cases, now clean, and
+    /// no ids or samples.
+    mutating func checkpointed(at position: UInt64, capacity: Int) {
         checkpoint = position
         ids = StringTable(capacity: capacity)
         durations.removeAll(keepingCapacity: true)
-        if cases.count > cacheLimit {
-            cases = StringTable(capacity: capacity)
-        } else {
-            for i in cases.values.indices { cases.values[i].dirty = false }
-        }
+        for i in cases.indices { cases[value: i].dirty = false }
     }
 
-    /// For a checkpoint at `position`: returns what must be written (the dirty cases, the ids, the
-    /// samples; its `checkpoint` is `position`) and leaves `self` as after that checkpoint, without
-    /// copying the cases that stay (the written ones stay too, clean).
-    mutating func freeze(at position: UInt64, capacity: Int, cacheLimit: Int) -> Overlay {
+    /// For a checkpoint at `position`: returns what must be written (the cases, the ids, the
+    /// samples; its `checkpoint` is `position`), moved out without a copy, and leaves `self` empty
+    /// as after that checkpoint.
+    mutating func freeze(at position: UInt64, capacity: Int) -> Overlay {
         var frozen = Overlay(checkpoint: position)
-        var dirty = 0
-        for slot in cases.values where slot.dirty { dirty += 1 }
-        frozen.cases = StringTable(capacity: dirty)
-        for (i, id) in cases.keys.enumerated() where cases.values[i].dirty {
-            let k = frozen.cases.index(of: id) { cases.values[i] }
-            frozen.cases.values[k] = cases.values[i]
-        }
+        frozen.cases = StringTable(capacity: cases.count)
+        swap(&frozen.cases, &cases)
         swap(&frozen.ids, &ids)
+        ids = StringTable(capacity: capacity)
         swap(&frozen.durations, &durations)
-        checkpointed(at: position, capacity: capacity, cacheLimit: cacheLimit)
+        checkpoint = position
         return frozen
+    }
+
+    /// The same cases, as a read-only cache once they are stored: no ids or samples.
+    func retired() -> Overlay {
+        var cache = Overlay(checkpoint: checkpoint, capacity: 0)
+        cache.cases = cases
+        return cache
     }
 
     /// The case's record at the head if the overlay knows it.
     func caseRecord(_ id: String) -> CaseRecord? {
-        cases.index(of: id).flatMap { cases.values[$0].record }
+        cases.index(of: id).flatMap { cases[value: $0].record }
     }
 
     mutating func setCase(_ id: String, _ record: CaseRecord) {
         let i = cases.index(of: id) { CaseSlot(record: nil, dirty: false) }
-        cases.values[i] = CaseSlot(record: record, dirty: true)
+        cases[value: i] = CaseSlot(record: record, dirty: true)
     }
 
     func position(ofID id: String) -> UInt64? {
-        guard let i = ids.index(of: id), ids.values[i] != 0 else { return nil }
-        return ids.values[i]
+        guard let i = ids.index(of: id), ids[value: i] != 0 else { return nil }
+        return ids[value: i]
     }
 
     /// Changes made by requests that may still fail, newest last, to take back. Entries name
@@ -107,8 +109,8 @@ struct Overlay {
     }
 
     mutating func rollBack(_ undo: Undo) {
-        for (i, previous) in undo.cases.reversed() { cases.values[i] = previous }
-        for i in undo.ids { ids.values[i] = 0 }
+        for (i, previous) in undo.cases.reversed() { cases[value: i] = previous }
+        for i in undo.ids { ids[value: i] = 0 }
         durations.removeLast(durations.count - undo.durations)
     }
 
@@ -148,22 +150,22 @@ extension Ledger {
         let ci = overlay.cases.index(of: facts.caseID) { Overlay.CaseSlot(record: nil, dirty: false) }
         let samplesBefore = delta.durations.count
         let previous: UInt64
-        if let last = overlay.cases.values[ci].record?.last {
+        if let last = overlay.cases[value: ci].record?.last {
             // In memory: changed in place (the case machine throws before it changes anything).
-            undo.cases.append((ci, overlay.cases.values[ci]))
-            try CaseMachine.apply(facts, existing: &overlay.cases.values[ci].record!.state, window: window, delta: &delta)
-            overlay.cases.values[ci].record!.last = position
-            overlay.cases.values[ci].dirty = true
+            undo.cases.append((ci, overlay.cases[value: ci]))
+            try CaseMachine.apply(facts, existing: &overlay.cases[value: ci].record!.state, window: window, delta: &delta)
+            overlay.cases[value: ci].record!.last = position
+            overlay.cases[value: ci].dirty = true
             previous = last
         } else {
             let before = try stored(facts.caseID)
             let state = try CaseMachine.apply(facts, to: before?.state, window: window, delta: &delta)
-            undo.cases.append((ci, overlay.cases.values[ci]))
-            overlay.cases.values[ci] = Overlay.CaseSlot(record: CaseRecord(state: state, last: position), dirty: true)
+            undo.cases.append((ci, overlay.cases[value: ci]))
+            overlay.cases[value: ci] = Overlay.CaseSlot(record: CaseRecord(state: state, last: position), dirty: true)
             previous = before?.last ?? 0
         }
         let ii = idIndex ?? overlay.ids.index(of: id) { 0 }
-        overlay.ids.values[ii] = position
+        overlay.ids[value: ii] = position
         undo.ids.append(ii)
         for d in delta.durations[samplesBefore...] {
             overlay.durations.append(DurationSample(measure: d.measure, seconds: d.seconds, position: position))
@@ -199,7 +201,7 @@ extension Ledger {
             if position <= counted, let record = try caseRecord(facts.caseID, overlay: overlay, txn: txn),
                record.last >= position {
                 let ii = overlay.ids.index(of: facts.id) { 0 }
-                overlay.ids.values[ii] = position
+                overlay.ids[value: ii] = position
                 return true
             }
             delta.increments.removeAll(keepingCapacity: true)
@@ -244,11 +246,11 @@ extension Ledger {
                     try txn.put(durations, key: d.key, value: [])
                 }
             }
-            try putSorted(overlay.cases.keys, plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
-                overlay.cases.values[i].record!.encode(into: &out)
+            try putSorted(overlay.cases.key(at:), plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
+                overlay.cases[value: i].record!.encode(into: &out)
             }
-            try putSorted(overlay.ids.keys, plan.slice(idOrder, chunk), into: ids, txn: txn) { i, out in
-                withUnsafeBytes(of: overlay.ids.values[i].bigEndian) { out.append(contentsOf: $0) }
+            try putSorted(overlay.ids.key(at:), plan.slice(idOrder, chunk), into: ids, txn: txn) { i, out in
+                withUnsafeBytes(of: overlay.ids[value: i].bigEndian) { out.append(contentsOf: $0) }
             }
             if chunk == plan.chunks - 1 {
                 for (k, v) in plan.counters.all {
@@ -267,12 +269,12 @@ extension Ledger {
     /// Puts the entries `order` names (indexes into `keys`, in key order) into `db`, `value`
     /// writing the value of entry `i`. Keys past the tree's last key are appended (`MDB_APPEND`:
     /// no search from the root), which is most new cases and ids when keys grow with time.
-    private func putSorted(_ keys: [String], _ order: ArraySlice<Int>, into db: Database, txn: WriteTransaction,
+    private func putSorted(_ key: (Int) -> String, _ order: ArraySlice<Int>, into db: Database, txn: WriteTransaction,
                            value: (Int, inout [UInt8]) -> Void) throws {
         var buffer: [UInt8] = []
         var appending = LastKey(txn: txn, db: db)
         for i in order {
-            var key = keys[i]
+            var key = key(i)
             buffer.removeAll(keepingCapacity: true)
             value(i, &buffer)
             try key.withUTF8 { k in
@@ -324,11 +326,16 @@ extension Ledger {
 
     /// The indexes in `keys` of the entries to store (`include`), in LMDB's key order: by their
     /// first 16 bytes as two integers (one or two comparisons for most pairs), then byte by byte.
-    static func sortedIndexes(_ keys: [String], include: (Int) -> Bool = { _ in true }) -> [Int] {
+    static func sortedIndexes(_ keys: [String]) -> [Int] {
+        sortedIndexes(count: keys.count) { keys[$0] }
+    }
+
+    /// The indexes `0..<count` of the entries to store (`include`), ordered by `key` as above.
+    static func sortedIndexes(count: Int, key: (Int) -> String, include: (Int) -> Bool = { _ in true }) -> [Int] {
         var order: [(a: UInt64, b: UInt64, index: Int)] = []
-        order.reserveCapacity(keys.count)
-        for (i, key) in keys.enumerated() where include(i) {
-            let (a, b) = keyWords(key)
+        order.reserveCapacity(count)
+        for i in 0..<count where include(i) {
+            let (a, b) = keyWords(key(i))
             order.append((a, b, i))
         }
         order.sort { x, y in
@@ -336,7 +343,7 @@ extension Ledger {
             if x.b != y.b { return x.b < y.b }
             // Byte order, then the shorter first: LMDB's order. No copies: long keys that share
             // their first 16 bytes (`intake-2023-06-…`) are common, and this runs n log n times.
-            return keys[x.index].utf8.lexicographicallyPrecedes(keys[y.index].utf8)
+            return key(x.index).utf8.lexicographicallyPrecedes(key(y.index).utf8)
         }
         return order.map(\.index)
     }
@@ -410,8 +417,9 @@ final class CheckpointPlan: Sendable {
     func sortedOrders() -> (cases: [Int], ids: [Int]) {
         orders.withLock { o in
             if let o { return o }
-            let sorted = (Ledger.sortedIndexes(overlay.cases.keys) { self.overlay.cases.values[$0].dirty },
-                          Ledger.sortedIndexes(overlay.ids.keys) { self.overlay.ids.values[$0] != 0 })
+            let cases = overlay.cases, ids = overlay.ids
+            let sorted = (Ledger.sortedIndexes(count: cases.count, key: cases.key(at:)) { cases[value: $0].dirty },
+                          Ledger.sortedIndexes(count: ids.count, key: ids.key(at:)) { ids[value: $0] != 0 })
             o = sorted
             return sorted
         }

@@ -71,9 +71,12 @@ extension Ledger {
     private func sequence(_ requests: [[Event]], recordedAt: Timestamp, state: inout WriterState) throws -> SequencedGroup {
         try reloadIfFailed(&state)
         let committed = self.committed.withLock { $0 }
-        // A checkpoint that is now stored need not be looked at any more; the snapshot below is
-        // taken after this check, so it holds what the frozen overlay held.
-        if let frozen = state.frozen, committed.checkpoint >= frozen.checkpoint { state.frozen = nil }
+        // A checkpoint that is now stored need not answer for its ids any more (the snapshot below
+        // is taken after this check, so it holds them); its cases stay as a cache.
+        if let frozen = state.frozen, frozen.ids.count != 0 || !frozen.durations.isEmpty,
+           committed.checkpoint >= frozen.checkpoint {
+            state.frozen = frozen.retired()
+        }
         state.recent.removeAll { $0.start + UInt64($0.accepted.count) <= committed.head.position }
         return try environment.read { txn in
             let lookup = Lookup(txn: txn, storedHead: try storedHead(txn).position, frozen: state.frozen, recent: state.recent)
@@ -119,12 +122,12 @@ extension Ledger {
                 checkpoint = CheckpointWork(plan: plan, chunk: state.nextChunk)
                 state.nextChunk += 1
                 if state.nextChunk == plan.chunks { state.plan = nil }
-            } else if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents), state.frozen == nil {
+            } else if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents),
+                      (state.frozen?.checkpoint ?? 0) <= committed.checkpoint {
                 // The overlay as of this group is written with it and the groups after it; until
-                // its last chunk is seen stored, the frozen copy answers the lookups of its ids
-                // and cases.
-                let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents,
-                                                  cacheLimit: cacheLimit)
+                // its last chunk is seen stored, the frozen overlay answers the lookups of its ids
+                // and cases, and then it stays as a cache of the cases (the previous one goes).
+                let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents)
                 let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
                                           chunkKeys: options.checkpointChunkKeys)
                 checkpoint = CheckpointWork(plan: plan, chunk: 0)
@@ -171,8 +174,9 @@ extension Ledger {
                 $0.counters = group.counters
                 if let checkpointed { $0.checkpoint = checkpointed }
             }
-            if checkpointed != nil {
-                // The pages the checkpoint touched need not stay mapped (RSS stays bounded).
+            if group.checkpoint != nil {
+                // The index pages a chunk of a checkpoint read need not stay mapped: without this
+                // the resident set gains the whole `ids`, `cases` and `durations` trees.
                 environment.releaseMappedPages()
             }
             return group.validated
@@ -228,7 +232,7 @@ extension Ledger {
             if current.head.position == state.head.position {
                 state.head = current.head  // with its hash
                 try finishCheckpoint(&state)
-                state.frozen = nil
+                state.frozen = state.frozen?.retired()
                 state.recent.removeAll()
                 return
             }
@@ -238,17 +242,12 @@ extension Ledger {
 }
 
 extension Ledger {
-    /// Writes the chunks of a checkpoint not yet handed to a group, in one transaction, so that
-    /// what is stored is the checkpoint whole. For `drain`, when every group is committed.
+    /// Writes the chunks of a checkpoint not yet handed to a group, so that what is stored is the
+    /// checkpoint whole. For `drain`, when every group is committed.
     func finishCheckpoint(_ state: inout WriterState) throws {
         guard let plan = state.plan else { return }
-        let outcome = withMapGrowth { () throws in
-            try environment.write { txn in try writeCheckpointChunks(plan, state.nextChunk..<plan.chunks, txn: txn) }
-        }
-        if case .failure(let e) = outcome { throw e }
+        try writeCheckpointChunksNow(plan, state.nextChunk..<plan.chunks)
         state.plan = nil
-        committed.withLock { $0.checkpoint = plan.position }
-        environment.releaseMappedPages()
     }
 }
 

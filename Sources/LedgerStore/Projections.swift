@@ -154,7 +154,7 @@ extension Ledger {
                 try environment.write { txn in
                     for db in [cases, projections, durations] { try txn.clear(db) }
                     for i in caseOrder {
-                        let record = CaseRecord(state: replay.cases.values[i], last: replay.lastPositions[i])
+                        let record = CaseRecord(state: replay.cases[value: i], last: replay.lastPositions[i])
                         try txn.put(cases, key: Array(caseKeys[i].utf8), value: record.encoded(), flags: .append)
                     }
                     for s in samples { try txn.put(durations, key: s.key, value: [], flags: .append) }
@@ -173,6 +173,7 @@ extension Ledger {
             if case .failure(let e) = outcome { throw e }
             state.counters = counters
             state.overlay = Overlay(checkpoint: head.position, capacity: options.checkpointEvents)
+            state.frozen = nil  // its cached cases predate the rebuild
             committed.withLock {
                 $0.counters = counters
                 $0.checkpoint = head.position
@@ -207,8 +208,10 @@ extension Ledger {
                 }
                 return true
             }
-            for (id, slot) in zip(current.overlay.cases.keys, current.overlay.cases.values) {
-                guard let record = slot.record else { continue }
+            let overlayCases = current.overlay.cases
+            for i in overlayCases.indices {
+                guard let record = overlayCases[value: i].record else { continue }
+                let id = overlayCases.key(at: i)
                 caseMap[id] = record.state.encoded()
                 positions[id] = record.last
             }
@@ -232,7 +235,8 @@ extension Ledger {
         if stored.cases.count != replay.cases.count {
             return "\(stored.cases.count) cases stored, \(replay.cases.count) replayed"
         }
-        for (id, state) in zip(replay.cases.keys, replay.cases.values) where stored.cases[id] != state.encoded() {
+        for i in replay.cases.indices where stored.cases[replay.cases.key(at: i)] != replay.cases[value: i].encoded() {
+            let id = replay.cases.key(at: i)
             return "case \(id) is stored in another state than the replay gives"
         }
         var replayedSamples = replay.durations
