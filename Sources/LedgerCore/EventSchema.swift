@@ -63,7 +63,7 @@ public enum EventSchema {
     /// - Throws: `LedgerError` (`malformed` or `invalid_event`) naming the field and what is allowed.
     public static func validate(_ data: JSONObject, for type: EventType) throws(LedgerError) {
         let spec = fields(of: type)
-        for (key, _) in data.members where !spec.contains(where: { $0.name == key }) {
+        for (key, _) in data.members where !spec.contains(where: { $0.name.hasSameBytes(as: key) }) {
             let allowed = spec.isEmpty ? "it takes no fields" : "allowed: " + spec.map(\.name).joined(separator: ", ")
             throw LedgerError(.invalidEvent, "unknown field `data.\(key)` for \(type.rawValue); \(allowed)")
         }
@@ -91,10 +91,10 @@ public enum EventSchema {
             var seen: [String] = []
             for item in items {
                 guard case .string(let s) = item else { throw Event.wrongType(name + "[]", "a string", item) }
-                guard codes.contains(s) else {
+                guard isCode(s, codes) else {
                     throw LedgerError(.invalidEvent, "`\(name)` holds \"\(s.prefix(40))\"; allowed: \(codes.joined(separator: ", "))")
                 }
-                guard !seen.contains(s) else { throw LedgerError(.invalidEvent, "`\(name)` lists \(s) twice") }
+                guard !isCode(s, seen) else { throw LedgerError(.invalidEvent, "`\(name)` lists \(s) twice") }
                 seen.append(s)
             }
         case .code, .alpha3, .label, .pseudonym, .time:
@@ -109,10 +109,16 @@ public enum EventSchema {
         return n >= 1 && n <= max && !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
     }
 
+    /// Whether `s` has the bytes of one of `codes` (`contains` would match look-alikes such as
+    /// U+212A KELVIN SIGN for "K").
+    static func isCode(_ s: String, _ codes: [String]) -> Bool {
+        codes.contains { $0.hasSameBytes(as: s) }
+    }
+
     static func checkString(_ s: String, name: String, kind: Kind) throws(LedgerError) {
         switch kind {
         case .code(let codes):
-            guard codes.contains(s) else {
+            guard isCode(s, codes) else {
                 throw LedgerError(.invalidEvent, "`\(name)` is \"\(s.prefix(40))\"; allowed: \(codes.joined(separator: ", "))")
             }
         case .alpha3:

@@ -3,7 +3,7 @@
 /// machine itself. Both grow by doubling at half load and never remove a key.
 
 /// Strings (case ids, event ids) to values: keys and values in insertion order, so a value can be
-/// read and changed in place by its index.
+/// read and changed in place by its index. Keys are hashed and compared by their UTF-8 bytes.
 public struct StringTable<Value> {
     /// The keys in insertion order.
     @inlinable public var keys: [String] { storedKeys }
@@ -47,7 +47,7 @@ public struct StringTable<Value> {
             if s == 0 { return nil }
             if s >> 32 == tag {
                 let k = Int(s & 0xFFFF_FFFF) - 1
-                if storedKeys[k] == key { return k }
+                if storedKeys[k].hasSameBytes(as: key) { return k }
             }
             i = (i + 1) & mask
         }
@@ -64,7 +64,7 @@ public struct StringTable<Value> {
             if s == 0 { break }
             if s >> 32 == tag {
                 let k = Int(s & 0xFFFF_FFFF) - 1
-                if storedKeys[k] == key { return k }
+                if storedKeys[k].hasSameBytes(as: key) { return k }
             }
             i = (i + 1) & mask
         }

@@ -408,6 +408,42 @@ struct FastDecodeTests {
         Self.compare(Array(line.utf8))
     }
 
+    static func decoded(_ line: String) -> Result<[Event], LedgerError> {
+        Array(line.utf8).withUnsafeBytes { b in
+            Result { () throws(LedgerError) in
+                guard case .append(let events) = try Request.decode(b) else { throw LedgerError(.malformed, "not an append") }
+                return events
+            }
+        }
+    }
+
+    @Test("look-alike keys and labels are told apart by their bytes, on both paths")
+    func lookAlikeKeysAndLabels() throws {
+        let head = #"{"op":"append","events":[{"id":"u1","type":"Referred","case":"C-1","at":"2023-07-03T14:05:00Z","data":"#
+        // Two data keys that are canonically equivalent but not the same bytes: unknown fields
+        // (invalid_event), not a duplicate key (malformed).
+        for keys in [#""\u00e9":1,"e\u0301":2"#, "\"\u{E9}\":1,\"e\u{301}\":2", #""\u212a":1,"K":2"#] {
+            let line = head + #"{"referral":"R1","pathway":"USRAP","persons":1,"# + keys + "}}]}"
+            Self.compare(Array(line.utf8))
+            #expect(throws: LedgerError.self) { try Self.decoded(line).get() }
+            if case .failure(let e) = Self.decoded(line) { #expect(e.code == .invalidEvent, "\(e.message)") }
+        }
+        // Envelope keys likewise: an unknown field, whichever way it is written.
+        let envelope = #"{"op":"append","events":[{"id":"u1","type":"AppointmentMissed","case":"C-1","at":"2023-07-03T14:05:00Z","data":{},"\u00e9":1,"e\u0301":2}]}"#
+        Self.compare(Array(envelope.utf8))
+        if case .failure(let e) = Self.decoded(envelope) { #expect(e.code == .invalidEvent, "\(e.message)") }
+        // Labels are kept byte for byte, escaped or not, and their facts are those bytes.
+        for (label, bytes) in [(#"e\u0301"#, [0x65, 0xCC, 0x81]), ("e\u{301}", [0x65, 0xCC, 0x81]), (#"\u00e9"#, [0xC3, 0xA9]),
+                               ("\u{E9}", [0xC3, 0xA9]), ("\u{212A}", [0xE2, 0x84, 0xAA])] as [(String, [UInt8])] {
+            let line = head + #"{"referral":"\#(label)","pathway":"USRAP","persons":1}}]}"#
+            Self.compare(Array(line.utf8))
+            let e = try Self.decoded(line).get()[0]
+            #expect(Array(e.facts.referral.utf8) == bytes)
+            #expect(FastDecodeTests.findString(e.canonical, Array(#""referral":""#.utf8)).map { Array(e.canonical[$0..<($0 + bytes.count + 1)]) }
+                == bytes + [0x22])
+        }
+    }
+
     @Test("the real pilot shape takes the fast path and keeps its canonical bytes")
     func pilotShape() throws {
         let e = #"{"id":"sm-1-0000001","type":"AppointmentRequested","case":"C-0000001","at":"2023-06-12T00:00:10Z","data":{"office_country":"CO","nationality":"VEN","household_size":4,"applicant":"k1:aaaee949ec98d234","channel":"web"}}"#
