@@ -154,6 +154,7 @@
             case .label:
                 guard m.pointee.kind == .string else { return nil }
                 if m.pointee.span.printable {
+                    // One byte per scalar.
                     guard m.pointee.span.count >= 1, m.pointee.span.count <= field.max else { return nil }
                 } else {
                     // Non-ASCII (or DEL): the generic rule on the String, after the parser's UTF-8 check.

@@ -1,8 +1,8 @@
 /// The `data` fields of each event type (CONTRACT §3): names, JSON types, ranges and code lists.
 ///
 /// A field of the wrong JSON type is `malformed`; a missing, unknown or out-of-range one is
-/// `invalid_event`. No field may hold free text: strings are codes, labels of at most 32 characters
-/// without control characters, or pseudonyms of printable ASCII.
+/// `invalid_event`. No field may hold free text: strings are codes, labels of at most 32 Unicode
+/// scalars without control characters, or pseudonyms of printable ASCII.
 public enum EventSchema {
     public enum Kind: Sendable {
         /// One of a code list.
@@ -11,7 +11,7 @@ public enum EventSchema {
         case alpha3
         /// An integer in a range.
         case integer(ClosedRange<Int64>)
-        /// 1 to `max` characters, none of them a control character.
+        /// 1 to `max` Unicode scalars (code points), none of them a control character.
         case label(max: Int)
         /// 1 to 128 printable ASCII characters, made outside the ledger (for example a keyed hash).
         case pseudonym
@@ -103,10 +103,18 @@ public enum EventSchema {
         }
     }
 
-    /// A `.label(max:)`: 1 to `max` characters, none of them a control character.
+    /// A `.label(max:)`: 1 to `max` Unicode scalars (code points), none of them a control character.
+    ///
+    /// Scalars, not `String.count`'s grapheme clusters: how scalars group into clusters depends on
+    /// the runtime's Unicode tables, and one cluster may hold any number of combining marks, so a
+    /// length in clusters is neither stable nor a bound on the bytes (at most 4 per scalar here).
     static func isLabel(_ s: String, max: Int) -> Bool {
-        let n = s.count
-        return n >= 1 && n <= max && !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        var n = 0
+        for scalar in s.unicodeScalars {
+            n += 1
+            guard n <= max, scalar.properties.generalCategory != .control else { return false }
+        }
+        return n >= 1
     }
 
     /// Whether `s` has the bytes of one of `codes` (`contains` would match look-alikes such as
@@ -128,7 +136,7 @@ public enum EventSchema {
             }
         case .label(let max):
             guard isLabel(s, max: max) else {
-                throw LedgerError(.invalidEvent, "`\(name)` must be 1 to \(max) characters without control characters")
+                throw LedgerError(.invalidEvent, "`\(name)` must be 1 to \(max) Unicode scalars (code points), none of them a control character")
             }
         case .pseudonym:
             guard Event.isPrintableASCII(s, max: 128) else {

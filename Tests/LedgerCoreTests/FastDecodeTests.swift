@@ -60,12 +60,14 @@ struct FastDecodeTests {
         }
 
         mutating func label(max: Int) -> String {
-            let pieces = ["a", "B", "7", " ", "-", "á", "é", "Bogotá", "北京", "😀", "e\u{301}", "ß", "Ω", "\u{212B}", "/", "\"", "\\"]
+            let pieces = ["a", "B", "7", " ", "-", "á", "é", "Bogotá", "北京", "😀", "e\u{301}", "ß", "Ω", "\u{212B}", "/", "\"", "\\",
+                          "\u{1F1E8}\u{1F1F4}", "e\u{301}\u{302}", "\u{E9}"]
+            // Up to `max` scalars (the label's length), sometimes far fewer grapheme clusters.
             var s = ""
             let n = 1 + below(max)
-            while s.count < n {
+            while s.unicodeScalars.count < n {
                 let piece = chance(100 - oddity) ? pick(["a", "B", "7", "R", "-", " "]) : pick(pieces)
-                if (s + piece).count <= max { s += piece } else { break }
+                if (s + piece).unicodeScalars.count <= max { s += piece } else { break }
             }
             return s.isEmpty ? "R" : s
         }
