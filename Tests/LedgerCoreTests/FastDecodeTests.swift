@@ -419,6 +419,28 @@ struct FastDecodeTests {
         }
     }
 
+    @Test("spellings of one instant's fraction give one canonical `at`, on both paths")
+    func fractionSpellings() throws {
+        let spellings = ["14:05:00.5Z", "14:05:00.50Z", "14:05:00.500000000Z", "09:05:00.5-05:00", "14:05:00.500+00:00"]
+        var canonical: Set<[UInt8]> = []
+        for time in spellings {
+            // An event of the fast path's shape, and one that the generic code decodes (an escape).
+            for id in ["f1", #"f\u0031"#] {
+                let line = #"{"op":"append","events":[{"id":"\#(id)","type":"AppointmentMissed","case":"C-1","at":"2023-07-03T\#(time)","data":{}}]}"#
+                Self.compare(Array(line.utf8))
+                canonical.insert(try Self.decoded(line).get()[0].canonical)
+            }
+        }
+        #expect(canonical.map { String(decoding: $0, as: UTF8.self) }
+            == [#"{"at":"2023-07-03T14:05:00.5Z","case":"C-1","data":{},"id":"f1","type":"AppointmentMissed"}"#])
+        for time in ["14:05:00.000Z", "14:05:00.0Z", "09:05:00.00-05:00"] {
+            let line = #"{"op":"append","events":[{"id":"f1","type":"AppointmentMissed","case":"C-1","at":"2023-07-03T\#(time)","data":{}}]}"#
+            Self.compare(Array(line.utf8))
+            #expect(String(decoding: try Self.decoded(line).get()[0].canonical, as: UTF8.self)
+                == #"{"at":"2023-07-03T14:05:00Z","case":"C-1","data":{},"id":"f1","type":"AppointmentMissed"}"#)
+        }
+    }
+
     @Test("look-alike keys and labels are told apart by their bytes, on both paths")
     func lookAlikeKeysAndLabels() throws {
         let head = #"{"op":"append","events":[{"id":"u1","type":"Referred","case":"C-1","at":"2023-07-03T14:05:00Z","data":"#
