@@ -1,24 +1,3 @@
-extension String {
-    /// Whether both strings hold the same UTF-8 bytes.
-    ///
-    /// Swift's `==` and `hashValue` use Unicode canonical equivalence: `"\u{E9}" == "e\u{301}"` and
-    /// `"\u{212A}" == "K"` are true. The ledger stores, hashes and compares bytes, so text that came
-    /// from a request (JSON keys, codes, labels, ids) must be compared with this, never with `==`.
-    @inlinable @inline(__always)
-    public func hasSameBytes(as other: String) -> Bool {
-        let a = utf8, b = other.utf8
-        guard a.count == b.count else { return false }
-        // Native strings lend their bytes without a copy; others are walked.
-        let same = a.withContiguousStorageIfAvailable { x in b.withContiguousStorageIfAvailable { y in x.elementsEqual(y) } }
-        if let same = same ?? nil { return same }
-        return a.elementsEqual(b)
-    }
-
-    /// Whether every byte is ASCII. For ASCII strings `==` is byte equality, and no other string
-    /// has the bytes of an ASCII one.
-    var isASCII: Bool { utf8.allSatisfy { $0 < 0x80 } }
-}
-
 /// A JSON value as parsed from a request line.
 ///
 /// Integers that fit `Int64` are kept exactly as `.int`; any other number (fraction, exponent,

@@ -50,6 +50,25 @@ struct JSONParserTests {
             == .object(JSONObject([("e\u{301}", .int(1)), ("\u{E9}", .int(2))])))
     }
 
+    @Test("hasSameBytes equals comparing the UTF-8 bytes, whatever the length and the differing byte")
+    func hasSameBytesComparesBytes() {
+        for n in 0..<40 {
+            let base = String((0..<n).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) })
+            let copy = String(decoding: Array(base.utf8), as: UTF8.self)
+            #expect(base.hasSameBytes(as: copy) && copy.hasSameBytes(as: base))
+            #expect(!base.hasSameBytes(as: base + "a") && !(base + "a").hasSameBytes(as: base))
+            for k in 0..<n {
+                var bytes = Array(base.utf8)
+                bytes[k] = UInt8(ascii: "A")
+                #expect(!base.hasSameBytes(as: String(decoding: bytes, as: UTF8.self)), "n \(n), k \(k)")
+            }
+        }
+        #expect(!"\u{E9}".hasSameBytes(as: "e\u{301}"))
+        #expect(!"R\u{301}\u{323}".hasSameBytes(as: "R\u{323}\u{301}"))  // the same length, other order
+        #expect("Bogot\u{E1} Norte, sede principal".hasSameBytes(as: String(decoding: Array("Bogot\u{E1} Norte, sede principal".utf8), as: UTF8.self)))
+        #expect(Substring("xR1y").dropFirst().dropLast().description.hasSameBytes(as: "R1"))
+    }
+
     @Test func rejectsInvalidUTF8() {
         #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xC3, 0x28, 0x22]) }
         #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0x22]) }
