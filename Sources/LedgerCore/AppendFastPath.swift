@@ -7,10 +7,12 @@
 /// run the generic decoder, which stays the reference and names the error.
 ///
 /// Within an event it handles strings without escapes, integers without sign, fraction or
-/// exponent, and members in any order. An event that holds anything else (an escape, a number
-/// such as `-0`, a time with a fraction, a non-ASCII code...) is parsed and validated by the
-/// generic code on its own, so one unusual event does not send the whole request back. Around the
-/// events, only `{"op":"append","events":[...]}` in that key order is taken (white space allowed).
+/// exponent, and members in any order. An `at` with a fraction or an offset is written again from
+/// the parsed `Timestamp`, as the generic code writes it (UTC, the fraction without trailing
+/// zeros). An event that holds anything else (an escape, a number such as `-0`, a non-ASCII
+/// code...) is parsed and validated by the generic code on its own, so one unusual event does not
+/// send the whole request back. Around the events, only `{"op":"append","events":[...]}` in that
+/// key order is taken (white space allowed).
 @_spi(Testing) public enum AppendFastPath {
     @_spi(Testing) public static func decode(_ line: UnsafeRawBufferPointer) -> [Event]? {
         guard let base = line.baseAddress else { return nil }
@@ -154,6 +156,7 @@
             case .label:
                 guard m.pointee.kind == .string else { return nil }
                 if m.pointee.span.printable {
+                    // One byte per scalar.
                     guard m.pointee.span.count >= 1, m.pointee.span.count <= field.max else { return nil }
                 } else {
                     // Non-ASCII (or DEL): the generic rule on the String, after the parser's UTF-8 check.

@@ -72,6 +72,8 @@ public enum Stage: Int, Sendable, CaseIterable {
 
 /// One referral of a case: a household (or part of it) referred to a lawful pathway.
 public struct Referral: Sendable, Equatable {
+    /// The label as written (`data.referral`): it names the referral by its UTF-8 bytes, so labels
+    /// that only look alike (`"\u{E9}"` and `"e\u{301}"`) are different referrals.
     public var id: String
     /// Index into `Codes.pathways`.
     public var pathway: UInt8
@@ -84,6 +86,12 @@ public struct Referral: Sendable, Equatable {
     public var decided: Bool
 
     public var pathwayName: String { CounterKey.pathwayName(UInt32(pathway)) }
+
+    /// Every field equal, the label by its bytes.
+    public static func == (a: Referral, b: Referral) -> Bool {
+        a.id.hasSameBytes(as: b.id) && a.pathway == b.pathway && a.persons == b.persons && a.status == b.status
+            && a.stages == b.stages && a.referredAt == b.referredAt && a.decided == b.decided
+    }
 }
 
 /// Everything the ledger keeps about one case: its state for validation, and the facts the
@@ -112,7 +120,8 @@ public struct CaseState: Sendable, Equatable {
 
     public var officeCountry: String { CounterKey.officeName(UInt32(office)) }
 
-    public func referralIndex(_ id: String) -> Int? { referrals.firstIndex { $0.id == id } }
+    /// The referral whose label has the bytes of `id`.
+    public func referralIndex(_ id: String) -> Int? { referrals.firstIndex { $0.id.hasSameBytes(as: id) } }
 
     public func hasReached(_ stage: Stage) -> Bool { stages & stage.bit != 0 }
 }

@@ -35,7 +35,8 @@ public struct Event: Sendable, Equatable {
         var expectedVersion: Int64?
         var data: JSONObject?
         for (key, v) in object.members {
-            switch key {
+            // The names are ASCII, for which `==` compares bytes; any other key is unknown.
+            switch key.isASCII ? key : "" {
             case "id": id = try string(v, field: "id")
             case "type": typeName = try string(v, field: "type")
             case "case": caseID = try string(v, field: "case")
@@ -58,7 +59,7 @@ public struct Event: Sendable, Equatable {
             throw LedgerError(.invalidEvent, "`id` must be 1 to 128 printable ASCII characters")
         }
         guard let typeName else { throw missing("type") }
-        guard let type = EventType(rawValue: typeName) else {
+        guard let type = EventType(name: typeName) else {
             throw LedgerError(.unknownType, "`\(typeName)` is not an event type; expected one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard let caseID else { throw missing("case") }

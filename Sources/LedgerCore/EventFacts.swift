@@ -64,6 +64,8 @@ public enum Alpha3 {
 ///
 /// Built from a validated `Event` at ingestion (`Event.facts`) and read back from the log by
 /// `EventFacts.decode`; `ledgerctl verify` checks that the stored facts are those of the stored JSON.
+///
+/// Two facts are equal when every field is, strings by their UTF-8 bytes.
 public struct EventFacts: Sendable, Equatable {
     public var type: EventType
     /// The event's `id`, for the ids index a replay rebuilds.
@@ -101,7 +103,8 @@ public struct EventFacts: Sendable, Equatable {
         self.init(type: type, caseID: caseID, at: at.instant, expectedVersion: expectedVersion ?? -1)
         self.id = id
         func index(_ field: String, _ list: [String]) -> UInt8 {
-            UInt8(list.firstIndex(of: data.string(field) ?? "") ?? 0)
+            let value = data.string(field) ?? ""
+            return UInt8(list.firstIndex { $0.hasSameBytes(as: value) } ?? 0)
         }
         switch type {
         case .appointmentRequested:
@@ -109,7 +112,7 @@ public struct EventFacts: Sendable, Equatable {
             office = index("office_country", Codes.officeCountries)
             nationality = Alpha3.pack(data.string("nationality") ?? "") ?? 0
         case .eligibilityScreened:
-            code = data.string("result") == "eligible" ? 1 : 0
+            code = (data.string("result") ?? "").hasSameBytes(as: "eligible") ? 1 : 0
         case .referred:
             referral = data.string("referral") ?? ""
             pathway = index("pathway", Codes.pathways)
@@ -122,6 +125,15 @@ public struct EventFacts: Sendable, Equatable {
         case .appointmentScheduled, .appointmentMissed, .interviewed, .caseWithdrawn, .caseClosed:
             break
         }
+    }
+
+    /// Every field equal, the strings by their bytes (the synthesised `==` would compare them by
+    /// canonical equivalence). Keep in step with the stored form: every field of it is compared.
+    public static func == (a: EventFacts, b: EventFacts) -> Bool {
+        a.type == b.type && a.at == b.at && a.expectedVersion == b.expectedVersion
+            && a.householdSize == b.householdSize && a.office == b.office && a.nationality == b.nationality
+            && a.code == b.code && a.pathway == b.pathway && a.persons == b.persons && a.previous == b.previous
+            && a.id.hasSameBytes(as: b.id) && a.caseID.hasSameBytes(as: b.caseID) && a.referral.hasSameBytes(as: b.referral)
     }
 
     // MARK: Binary form

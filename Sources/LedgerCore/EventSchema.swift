@@ -1,8 +1,8 @@
 /// The `data` fields of each event type (CONTRACT §3): names, JSON types, ranges and code lists.
 ///
 /// A field of the wrong JSON type is `malformed`; a missing, unknown or out-of-range one is
-/// `invalid_event`. No field may hold free text: strings are codes, labels of at most 32 characters
-/// without control characters, or pseudonyms of printable ASCII.
+/// `invalid_event`. No field may hold free text: strings are codes, labels of at most 32 Unicode
+/// scalars without control characters, or pseudonyms of printable ASCII.
 public enum EventSchema {
     public enum Kind: Sendable {
         /// One of a code list.
@@ -11,7 +11,7 @@ public enum EventSchema {
         case alpha3
         /// An integer in a range.
         case integer(ClosedRange<Int64>)
-        /// 1 to `max` characters, none of them a control character.
+        /// 1 to `max` Unicode scalars (code points), none of them a control character.
         case label(max: Int)
         /// 1 to 128 printable ASCII characters, made outside the ledger (for example a keyed hash).
         case pseudonym
@@ -63,7 +63,7 @@ public enum EventSchema {
     /// - Throws: `LedgerError` (`malformed` or `invalid_event`) naming the field and what is allowed.
     public static func validate(_ data: JSONObject, for type: EventType) throws(LedgerError) {
         let spec = fields(of: type)
-        for (key, _) in data.members where !spec.contains(where: { $0.name == key }) {
+        for (key, _) in data.members where !spec.contains(where: { $0.name.hasSameBytes(as: key) }) {
             let allowed = spec.isEmpty ? "it takes no fields" : "allowed: " + spec.map(\.name).joined(separator: ", ")
             throw LedgerError(.invalidEvent, "unknown field `data.\(key)` for \(type.rawValue); \(allowed)")
         }
@@ -91,10 +91,10 @@ public enum EventSchema {
             var seen: [String] = []
             for item in items {
                 guard case .string(let s) = item else { throw Event.wrongType(name + "[]", "a string", item) }
-                guard codes.contains(s) else {
+                guard isCode(s, codes) else {
                     throw LedgerError(.invalidEvent, "`\(name)` holds \"\(s.prefix(40))\"; allowed: \(codes.joined(separator: ", "))")
                 }
-                guard !seen.contains(s) else { throw LedgerError(.invalidEvent, "`\(name)` lists \(s) twice") }
+                guard !isCode(s, seen) else { throw LedgerError(.invalidEvent, "`\(name)` lists \(s) twice") }
                 seen.append(s)
             }
         case .code, .alpha3, .label, .pseudonym, .time:
@@ -103,16 +103,30 @@ public enum EventSchema {
         }
     }
 
-    /// A `.label(max:)`: 1 to `max` characters, none of them a control character.
+    /// A `.label(max:)`: 1 to `max` Unicode scalars (code points), none of them a control character.
+    ///
+    /// Scalars, not `String.count`'s grapheme clusters: how scalars group into clusters depends on
+    /// the runtime's Unicode tables, and one cluster may hold any number of combining marks, so a
+    /// length in clusters is neither stable nor a bound on the bytes (at most 4 per scalar here).
     static func isLabel(_ s: String, max: Int) -> Bool {
-        let n = s.count
-        return n >= 1 && n <= max && !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        var n = 0
+        for scalar in s.unicodeScalars {
+            n += 1
+            guard n <= max, scalar.properties.generalCategory != .control else { return false }
+        }
+        return n >= 1
+    }
+
+    /// Whether `s` has the bytes of one of `codes` (`contains` would match look-alikes such as
+    /// U+212A KELVIN SIGN for "K").
+    static func isCode(_ s: String, _ codes: [String]) -> Bool {
+        codes.contains { $0.hasSameBytes(as: s) }
     }
 
     static func checkString(_ s: String, name: String, kind: Kind) throws(LedgerError) {
         switch kind {
         case .code(let codes):
-            guard codes.contains(s) else {
+            guard isCode(s, codes) else {
                 throw LedgerError(.invalidEvent, "`\(name)` is \"\(s.prefix(40))\"; allowed: \(codes.joined(separator: ", "))")
             }
         case .alpha3:
@@ -122,7 +136,7 @@ public enum EventSchema {
             }
         case .label(let max):
             guard isLabel(s, max: max) else {
-                throw LedgerError(.invalidEvent, "`\(name)` must be 1 to \(max) characters without control characters")
+                throw LedgerError(.invalidEvent, "`\(name)` must be 1 to \(max) Unicode scalars (code points), none of them a control character")
             }
         case .pseudonym:
             guard Event.isPrintableASCII(s, max: 128) else {

@@ -11,6 +11,13 @@ public enum EventType: String, Sendable, CaseIterable, Hashable {
     case arrived = "Arrived"
     case caseWithdrawn = "CaseWithdrawn"
     case caseClosed = "CaseClosed"
+
+    /// The type whose name has the bytes of `name` (`init(rawValue:)` compares by Unicode
+    /// canonical equivalence, which would take look-alikes).
+    public init?(name: String) {
+        guard name.isASCII, let type = EventType(rawValue: name) else { return nil }
+        self = type
+    }
 }
 
 /// Code lists of CONTRACT §3.

@@ -3,6 +3,7 @@
 /// Integers that fit `Int64` are kept exactly as `.int`; any other number (fraction, exponent,
 /// out of range) is `.number` with its text as written, so nothing is silently rounded.
 /// Objects keep their members in the order written; duplicate keys are rejected by the parser.
+/// Strings and keys are equal when their UTF-8 bytes are (not by Unicode canonical equivalence).
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -23,36 +24,52 @@ public enum JSONValue: Sendable, Equatable {
         case .object: "an object"
         }
     }
+
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): true
+        case (.bool(let x), .bool(let y)): x == y
+        case (.int(let x), .int(let y)): x == y
+        case (.number(let x), .number(let y)): x.hasSameBytes(as: y)
+        case (.string(let x), .string(let y)): x.hasSameBytes(as: y)
+        case (.array(let x), .array(let y)): x == y
+        case (.object(let x), .object(let y)): x == y
+        default: false
+        }
+    }
 }
 
 extension JSONValue {
-    /// The same value with every object's members sorted by key, so documents compare regardless
-    /// of member order.
+    /// The same value with every object's members sorted by key (in RFC 8785 order), so documents
+    /// compare regardless of member order.
     public var sortedMembers: JSONValue {
         switch self {
-        case .object(let o): .object(JSONObject(o.members.map { ($0.key, $0.value.sortedMembers) }.sorted { $0.0 < $1.0 }))
+        case .object(let o):
+            .object(JSONObject(o.members.map { ($0.key, $0.value.sortedMembers) }.sorted { CanonicalJSON.keyPrecedes($0.0, $1.0) }))
         case .array(let a): .array(a.map(\.sortedMembers))
         default: self
         }
     }
 }
 
-/// A JSON object's members in the order written. Keys are unique.
+/// A JSON object's members in the order written. Keys are unique by their UTF-8 bytes.
 public struct JSONObject: Sendable, Equatable {
     public var members: [(key: String, value: JSONValue)]
 
     public init(_ members: [(key: String, value: JSONValue)] = []) { self.members = members }
 
+    /// The member whose key has the same UTF-8 bytes as `key`.
     public subscript(key: String) -> JSONValue? {
-        for m in members where m.key == key { return m.value }
+        for m in members where m.key.hasSameBytes(as: key) { return m.value }
         return nil
     }
 
     public var keys: [String] { members.map(\.key) }
 
+    /// The same keys (by bytes) with equal values, in the same order.
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
         guard a.members.count == b.members.count else { return false }
-        for (x, y) in zip(a.members, b.members) where x.key != y.key || x.value != y.value { return false }
+        for (x, y) in zip(a.members, b.members) where !x.key.hasSameBytes(as: y.key) || x.value != y.value { return false }
         return true
     }
 }
@@ -67,7 +84,9 @@ public struct JSONParseError: Error, Sendable, CustomStringConvertible {
 /// A strict RFC 8259 parser for one JSON text held in memory.
 ///
 /// Guarantees: rejects invalid UTF-8, unescaped control characters, lone surrogates, duplicate
-/// object keys, trailing content, and nesting deeper than `maxDepth`. Never traps on any input.
+/// object keys (the same UTF-8 bytes once escapes are decoded; keys that are only canonically
+/// equivalent are different keys), trailing content, and nesting deeper than `maxDepth`. Strings
+/// are kept byte for byte, never normalised. Never traps on any input.
 public struct JSONParser: ~Copyable {
     public static let defaultMaxDepth = 32
 
@@ -157,7 +176,7 @@ public struct JSONParser: ~Copyable {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyOffset = i
             let key = try parseString()
-            for m in members where m.key == key {
+            for m in members where m.key.hasSameBytes(as: key) {
                 throw JSONParseError(message: "duplicate key \"\(key)\"", offset: keyOffset)
             }
             skipWhitespace()

@@ -35,7 +35,8 @@ public enum Request: Sendable {
         guard case .string(let op) = opValue else {
             throw LedgerError(.malformed, "`op` must be a string, got \(opValue.typeName)")
         }
-        switch op {
+        // The operations are ASCII, for which `==` compares bytes; any other `op` is unknown.
+        switch op.isASCII ? op : "" {
         case "append":
             try allow(object, ["op", "events"], op: op)
             guard let eventsValue = object["events"] else {
@@ -93,7 +94,7 @@ public enum Request: Sendable {
     }
 
     private static func allow(_ object: JSONObject, _ keys: [String], op: String) throws(LedgerError) {
-        for key in object.keys where !keys.contains(key) {
+        for key in object.keys where !keys.contains(where: { $0.hasSameBytes(as: key) }) {
             throw LedgerError(.malformed, "unknown field `\(key.prefix(40))` in a \(op) request; allowed: \(keys.joined(separator: ", "))")
         }
     }

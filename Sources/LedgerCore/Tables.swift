@@ -3,7 +3,8 @@
 /// machine itself. Both grow by doubling at half load and never remove a key.
 
 /// Strings (case ids, event ids) to values: keys and values in insertion order, so a value can be
-/// read and changed in place by its index (`self[value: i]`).
+/// read and changed in place by its index (`self[value: i]`). Keys are hashed and compared
+/// by their UTF-8 bytes.
 ///
 /// Entries live in segments of 4,096, so the table grows without copying what it holds and keeps
 /// at most part of one segment unused. (A single Array doubles: with 326,000 cases it held a
@@ -67,7 +68,7 @@ public struct StringTable<Value> {
             if s == 0 { return nil }
             if s >> 32 == tag {
                 let k = Int(s & 0xFFFF_FFFF) - 1
-                if self.key(at: k) == key { return k }
+                if self.key(at: k).hasSameBytes(as: key) { return k }
             }
             i = (i + 1) & mask
         }
@@ -84,7 +85,7 @@ public struct StringTable<Value> {
             if s == 0 { break }
             if s >> 32 == tag {
                 let k = Int(s & 0xFFFF_FFFF) - 1
-                if self.key(at: k) == key { return k }
+                if self.key(at: k).hasSameBytes(as: key) { return k }
             }
             i = (i + 1) & mask
         }

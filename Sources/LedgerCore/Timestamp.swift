@@ -1,19 +1,25 @@
 /// An instant parsed from RFC 3339, held in UTC.
 ///
-/// `seconds` counts from 1970-01-01T00:00:00Z. Fractions of a second are kept as the digits written
-/// (`"5"` for `.5`), so the normalised text never invents precision. Ordering compares the instant.
+/// `seconds` counts from 1970-01-01T00:00:00Z. A parsed fraction of a second is kept as the digits
+/// written without their trailing zeros (`"5"` for `.5`, `.50` and `.500000000`; none for `.000`),
+/// so the normalised text neither invents precision nor tells apart two spellings of one instant.
+/// Ordering and equality compare the instant.
 public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let seconds: Int64
-    /// Decimal digits of the fraction of a second as written, without the dot; empty when none.
+    /// Decimal digits of the fraction of a second, without the dot; empty when none. Parsed times
+    /// have no trailing zero here.
     public let fraction: String
 
+    /// A time from its parts; `fraction` (decimal digits) is written out as given, trailing zeros
+    /// included (`recorded_at` keeps its three digits of milliseconds this way).
     public init(seconds: Int64, fraction: String = "") {
         self.seconds = seconds
         self.fraction = fraction
     }
 
-    /// Parses RFC 3339 `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; `t` and `z` may be lowercase.
-    /// Returns nil for anything else, including out-of-range fields and leap seconds.
+    /// Parses RFC 3339 `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; `t` and `z` may be lowercase, and
+    /// `frac` is 1 to 9 digits, kept without its trailing zeros. Returns nil for anything else,
+    /// including out-of-range fields and leap seconds.
     public init?(rfc3339 text: String) {
         let b = Array(text.utf8)
         guard b.count >= 20 else { return nil }
@@ -42,7 +48,9 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
             let start = k
             while k < b.count, b[k] >= 0x30, b[k] <= 0x39 { k += 1 }
             guard k > start, k - start <= 9 else { return nil }
-            fraction = String(decoding: b[start..<k], as: UTF8.self)
+            var end = k
+            while end > start, b[end - 1] == UInt8(ascii: "0") { end -= 1 }
+            if end > start { fraction = String(decoding: b[start..<end], as: UTF8.self) }
         }
         guard k < b.count else { return nil }
         var offset = 0

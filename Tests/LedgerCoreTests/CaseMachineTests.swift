@@ -194,6 +194,56 @@ struct CaseMachineTests {
         }
     }
 
+    @Test("referral labels are told apart by their UTF-8 bytes, not by canonical equivalence")
+    func referralLabelsCompareByBytes() throws {
+        // "\u00e9" (precomposed) and "e\u0301" (e + combining acute) look alike and Swift's `==`
+        // calls them equal, but their bytes (what is stored and hashed) differ: two referrals.
+        var h = History("C-u")
+        var delta = ProjectionDelta()
+        var s: CaseState? = nil
+        for step in [Step.request, .eligible, .schedule, .interview] {
+            s = try CaseMachine.apply(try h.event(step.type, step.data), to: s, window: .pilot, delta: &delta)
+        }
+        s = try CaseMachine.apply(try h.event("Referred", #"{"referral":"\u00e9","pathway":"USRAP","persons":1}"#),
+                                  to: s, window: .pilot, delta: &delta)
+        // A decision for the look-alike that does not exist yet is refused, not applied to "\u00e9".
+        let early = try h.event("DecisionRecorded", #"{"referral":"e\u0301","decision":"approved"}"#)
+        #expect { try CaseMachine.apply(early, to: s, window: .pilot, delta: &delta) } throws: {
+            ($0 as? LedgerError)?.code == .invalidTransition
+        }
+        s = try CaseMachine.apply(try h.event("Referred", #"{"referral":"e\u0301","pathway":"SPAIN","persons":1}"#),
+                                  to: s, window: .pilot, delta: &delta)
+        s = try CaseMachine.apply(try h.event("Referred", #"{"referral":"K1","pathway":"H2B","persons":1}"#),
+                                  to: s, window: .pilot, delta: &delta)
+        s = try CaseMachine.apply(try h.event("Referred", #"{"referral":"\u212a1","pathway":"H2A","persons":1}"#),
+                                  to: s, window: .pilot, delta: &delta)
+        // Each decision reaches its own referral.
+        s = try CaseMachine.apply(try h.event("DecisionRecorded", #"{"referral":"e\u0301","decision":"denied"}"#),
+                                  to: s, window: .pilot, delta: &delta)
+        s = try CaseMachine.apply(try h.event("DecisionRecorded", #"{"referral":"\u212a1","decision":"hold"}"#),
+                                  to: s, window: .pilot, delta: &delta)
+        let state = try #require(s)
+        #expect(state.referrals.map { Array($0.id.utf8) } == [[0xC3, 0xA9], [0x65, 0xCC, 0x81], [0x4B, 0x31], [0xE2, 0x84, 0xAA, 0x31]])
+        #expect(state.referrals.map(\.status) == [.referred, .denied, .referred, .hold])
+        #expect(state.referralIndex("e\u{301}") == 1)
+        #expect(state.referralIndex("\u{212A}1") == 3)
+        // The same label again is still not new in the case.
+        let again = try h.event("Referred", #"{"referral":"e\u0301","pathway":"OTHER","persons":1}"#)
+        #expect { try CaseMachine.apply(again, to: s, window: .pilot, delta: &delta) } throws: {
+            ($0 as? LedgerError)?.code == .invalidEvent
+        }
+        // States (and the facts replays read) compare by bytes too, and survive their encodings.
+        #expect(CaseState.decode(state.encoded()) == state)
+        var swapped = state
+        swapped.referrals[0].id = "e\u{301}"
+        #expect(swapped != state)
+        var facts = try h.event("Arrived", #"{"referral":"\u00e9","country":"USA"}"#).facts
+        #expect(EventFacts.decode(facts.encoded) == facts)
+        let before = facts
+        facts.referral = "e\u{301}"
+        #expect(facts != before)
+    }
+
     @Test func stateEncodingRoundTrips() throws {
         let (state, _) = try Self.run([.request, .eligible, .schedule, .interview, .refer, .refer2, .hold, .approve, .visa])
         let s = try #require(state)

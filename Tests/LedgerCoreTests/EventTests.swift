@@ -82,6 +82,42 @@ struct EventTests {
         }
     }
 
+    /// Labels of 16 to 300 Unicode scalars, some of them forming far fewer grapheme clusters.
+    static let labels: [(String, Bool)] = [
+        (String(repeating: "a", count: 32), true),
+        (String(repeating: "a", count: 33), false),
+        (String(repeating: "\u{E9}", count: 32), true),                   // 32 scalars, 64 bytes
+        (String(repeating: "e\u{301}", count: 16), true),                // 32 scalars, 16 graphemes
+        (String(repeating: "e\u{301}", count: 17), false),               // 34 scalars, 17 graphemes
+        ("e" + String(repeating: "\u{301}", count: 31), true),           // 32 scalars, 1 grapheme
+        ("e" + String(repeating: "\u{301}", count: 32), false),          // 33 scalars, 1 grapheme
+        ("e" + String(repeating: "\u{301}", count: 300), false),         // 1 grapheme of 601 bytes
+        (String(repeating: "\u{1F1E8}\u{1F1F4}", count: 16), true),      // 16 flags: 32 scalars
+        (String(repeating: "\u{1F1E8}\u{1F1F4}", count: 17), false),     // 17 flags: 34 scalars
+        (String(repeating: "\u{1F600}", count: 32), true),                // 32 scalars, 128 bytes
+        ("", false),
+    ]
+
+    @Test("a label's length counts Unicode scalars (code points), not grapheme clusters", arguments: labels)
+    func labelLengthCountsScalars(label: String, valid: Bool) throws {
+        let schedule = #"{"id":"e1","type":"AppointmentScheduled","case":"C-1","at":"2023-07-03T14:05:00Z","data":{"office":"\#(label)","scheduled_for":"2023-07-10T09:00:00Z"}}"#
+        let refer = #"{"id":"e2","type":"Referred","case":"C-1","at":"2023-07-03T14:05:00Z","data":{"referral":"\#(label)","pathway":"USRAP","persons":1}}"#
+        for text in [schedule, refer] {
+            let result = Result { () throws(LedgerError) in try Event.validate(json: Array(text.utf8)) }
+            switch result {
+            case .success(let e):
+                #expect(valid, "accepted a label of \(label.unicodeScalars.count) scalars")
+                // An accepted label fits the facts' one-byte length and survives their encoding
+                // (a longer one would trap there, so it is only encoded when it should be valid).
+                if valid { #expect(EventFacts.decode(e.facts.encoded) == e.facts) }
+            case .failure(let error):
+                #expect(!valid, "\(error.message)")
+                #expect(error.code == .invalidEvent)
+                #expect(error.message.contains("1 to 32 Unicode scalars"), "\(error.message)")
+            }
+        }
+    }
+
     @Test(arguments: [(#"{"op":"read","from":-1}"#, "got -1"), (#"{"op":"read","limit":1.5}"#, "got 1.5"),
                       (#"{"op":"read","from":"7"}"#, "got a string")] as [(String, String)])
     func readBoundsSayWhatCame(line: String, says: String) {

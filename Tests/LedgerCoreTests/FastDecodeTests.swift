@@ -60,12 +60,14 @@ struct FastDecodeTests {
         }
 
         mutating func label(max: Int) -> String {
-            let pieces = ["a", "B", "7", " ", "-", "á", "é", "Bogotá", "北京", "😀", "e\u{301}", "ß", "Ω", "\u{212B}", "/", "\"", "\\"]
+            let pieces = ["a", "B", "7", " ", "-", "á", "é", "Bogotá", "北京", "😀", "e\u{301}", "ß", "Ω", "\u{212B}", "/", "\"", "\\",
+                          "\u{1F1E8}\u{1F1F4}", "e\u{301}\u{302}", "\u{E9}"]
+            // Up to `max` scalars (the label's length), sometimes far fewer grapheme clusters.
             var s = ""
             let n = 1 + below(max)
-            while s.count < n {
+            while s.unicodeScalars.count < n {
                 let piece = chance(100 - oddity) ? pick(["a", "B", "7", "R", "-", " "]) : pick(pieces)
-                if (s + piece).count <= max { s += piece } else { break }
+                if (s + piece).unicodeScalars.count <= max { s += piece } else { break }
             }
             return s.isEmpty ? "R" : s
         }
@@ -79,7 +81,12 @@ struct FastDecodeTests {
             func four(_ v: Int) -> String { String(repeating: "0", count: 4 - String(v).count) + String(v) }
             var s = four(year) + "-" + two(month) + "-" + two(day) + (chance(oddity / 4) ? "t" : "T")
             s += two(below(24)) + ":" + two(below(60)) + ":" + two(below(60))
-            if chance(oddity / 4) { s += "." + String((0..<(1 + below(9))).map { _ in pick(Array("0123456789")) }) }
+            if chance(oddity / 4) {
+                // 1 to 9 digits, often ending in zeros (one instant, several spellings).
+                var digits = String((0..<(1 + below(9))).map { _ in pick(Array("0123456789")) })
+                if chance(40) { digits = String(digits.prefix(1 + below(digits.count))) + String(repeating: "0", count: below(9)) }
+                s += "." + digits.prefix(9)
+            }
             if chance(oddity / 2) {
                 // An offset; near the ends of the four-digit years it may leave the range (rejected).
                 let sign = chance(50) ? "+" : "-"
@@ -105,7 +112,9 @@ struct FastDecodeTests {
             case 6: zone = pick(["+", "-"]) + two(pick([0, 14, 23, 24])) + ":" + two(pick([0, 30, 59, 60]))
             case 7: zone = pick(["z", "", "ZZ", "+0000", "+00:0", "-00:00:00", "+00:00Z", "+00;00"])
             case 8: t = pick(["t", " ", "TT", "x"])
-            case 9: fraction = "." + String(repeating: "7", count: below(11))
+            case 9:
+                fraction = chance(50) ? "." + String(repeating: "7", count: below(11))
+                    : pick([".0", ".000", ".000000000", ".0000000000", ".50", ".500000000", ".5000000000", ".05", ".10"])
             case 10:
                 // The ends of the range of four-digit years, pushed past them (or not) by an offset.
                 if chance(50) {
@@ -273,6 +282,8 @@ struct FastDecodeTests {
         " ", "\n", "\t", "\r", "\\", "\\u0041", "\\u00e9", "\\ud83d\\ude00", "\\ud800", "\\/", "\\\"", "é", "😀",
         "\u{7F}", "\u{1}", ",", ":", "{", "}", "[", "]", "\"", "\"id\":\"x\",", "\"extra\":1,", "\"data\":{},",
         "\"reasons\":[\"AGE\",\"AGE\"],", "2023-02-29T00:00:00Z", "+24:00", ".123", "Z",
+        ".50", ".000", ".0", "0", "\u{E9}", "e\u{301}", "\u{301}", "\\u0301", "\u{212A}", "\\u212a", "\u{1F1E8}\u{1F1F4}",
+        "\"\\u00e9\":1,\"e\\u0301\":2,", "\"\u{E9}\":1,\"e\u{301}\":2,",
     ].map { Array($0.utf8) } + [[0xFF], [0xC3], [0xED, 0xA0, 0x80], [0xE2, 0x84, 0xAA], [0xF0, 0x9F]]
 
     /// Mutations aimed at the fast path's decisions, on top of `FuzzTests.mutate`'s byte-level ones.
@@ -292,9 +303,16 @@ struct FastDecodeTests {
             guard let second = b[(first + 1)...].firstIndex(of: 0x2C) else { return nil }
             return (first, second)
         }
-        switch rng.next() % 10 {
+        switch rng.next() % 11 {
         case 0:
             return FuzzTests.mutate(input, &rng, corpus: corpus)
+        case 10:
+            // A label replaced by a look-alike of another label, or by one at its length limit
+            // counted in scalars (far fewer grapheme clusters).
+            guard let r = findString(b, rng.next() % 2 == 0 ? Self.referralKey : Self.officeKey) else { return b }
+            var end = r
+            while end < b.count, b[end] != 0x22 || b[end - 1] == 0x5C { end += 1 }
+            b.replaceSubrange(r..<end, with: Array(lookAlikeLabels[Int(rng.next() % UInt64(lookAlikeLabels.count))].utf8))
         case 9:
             // A time replaced by one at or past the limits of its fields.
             guard let r = findString(b, rng.next() % 3 == 0 ? Self.scheduledKey : Self.atKey) else { return b }
@@ -355,7 +373,20 @@ struct FastDecodeTests {
         return b
     }
 
+    /// Labels that Swift's `==` equates with others, and labels at and past 32 scalars.
+    static let lookAlikeLabels: [String] = [
+        "R1", "\u{E9}", "e\u{301}", #"\u00e9"#, #"e\u0301"#, "\u{212A}1", "K1", #"\u212a1"#, "R\u{301}\u{323}", "R\u{323}\u{301}",
+        "e" + String(repeating: "\u{301}", count: 31), "e" + String(repeating: "\u{301}", count: 32),
+        String(repeating: "\u{1F1E8}\u{1F1F4}", count: 16), String(repeating: "\u{1F1E8}\u{1F1F4}", count: 16) + "x",
+        String(repeating: "e\u{301}", count: 16), String(repeating: "e\u{301}", count: 16) + "x",
+        String(repeating: "\u{1F600}", count: 32), String(repeating: "a", count: 32) + "\u{301}",
+        // One grapheme cluster of 261 bytes: more than the one-byte length of the stored facts.
+        "e" + String(repeating: "\u{301}", count: 130),
+    ]
+
     static let typeKey = Array(#""type":""#.utf8)
+    static let referralKey = Array(#""referral":""#.utf8)
+    static let officeKey = Array(#""office":""#.utf8)
     static let atKey = Array(#""at":""#.utf8)
     static let scheduledKey = Array(#""scheduled_for":""#.utf8)
 
@@ -382,6 +413,8 @@ struct FastDecodeTests {
             let outcome = Self.compare(input)
             if outcome.accepted { accepted += 1 }
             if outcome.fastTook { fast += 1 }
+            // The case machine and the facts' encoding too (look-alike labels, long ones).
+            input.withUnsafeBytes { FuzzChecks.check($0) }
         }
         // The mutations must reach the events' validation, not only fail at the first byte.
         #expect(accepted > 3_000, "only \(accepted) mutated lines decoded")
@@ -406,6 +439,64 @@ struct FastDecodeTests {
         #expect(String(decoding: events[1].canonical, as: UTF8.self)
             == #"{"at":"2023-07-03T13:05:00.25Z","case":"C-1","data":{},"expected_version":0,"id":"b","type":"AppointmentMissed"}"#)
         Self.compare(Array(line.utf8))
+    }
+
+    static func decoded(_ line: String) -> Result<[Event], LedgerError> {
+        Array(line.utf8).withUnsafeBytes { b in
+            Result { () throws(LedgerError) in
+                guard case .append(let events) = try Request.decode(b) else { throw LedgerError(.malformed, "not an append") }
+                return events
+            }
+        }
+    }
+
+    @Test("spellings of one instant's fraction give one canonical `at`, on both paths")
+    func fractionSpellings() throws {
+        let spellings = ["14:05:00.5Z", "14:05:00.50Z", "14:05:00.500000000Z", "09:05:00.5-05:00", "14:05:00.500+00:00"]
+        var canonical: Set<[UInt8]> = []
+        for time in spellings {
+            // An event of the fast path's shape, and one that the generic code decodes (an escape).
+            for id in ["f1", #"f\u0031"#] {
+                let line = #"{"op":"append","events":[{"id":"\#(id)","type":"AppointmentMissed","case":"C-1","at":"2023-07-03T\#(time)","data":{}}]}"#
+                Self.compare(Array(line.utf8))
+                canonical.insert(try Self.decoded(line).get()[0].canonical)
+            }
+        }
+        #expect(canonical.map { String(decoding: $0, as: UTF8.self) }
+            == [#"{"at":"2023-07-03T14:05:00.5Z","case":"C-1","data":{},"id":"f1","type":"AppointmentMissed"}"#])
+        for time in ["14:05:00.000Z", "14:05:00.0Z", "09:05:00.00-05:00"] {
+            let line = #"{"op":"append","events":[{"id":"f1","type":"AppointmentMissed","case":"C-1","at":"2023-07-03T\#(time)","data":{}}]}"#
+            Self.compare(Array(line.utf8))
+            #expect(String(decoding: try Self.decoded(line).get()[0].canonical, as: UTF8.self)
+                == #"{"at":"2023-07-03T14:05:00Z","case":"C-1","data":{},"id":"f1","type":"AppointmentMissed"}"#)
+        }
+    }
+
+    @Test("look-alike keys and labels are told apart by their bytes, on both paths")
+    func lookAlikeKeysAndLabels() throws {
+        let head = #"{"op":"append","events":[{"id":"u1","type":"Referred","case":"C-1","at":"2023-07-03T14:05:00Z","data":"#
+        // Two data keys that are canonically equivalent but not the same bytes: unknown fields
+        // (invalid_event), not a duplicate key (malformed).
+        for keys in [#""\u00e9":1,"e\u0301":2"#, "\"\u{E9}\":1,\"e\u{301}\":2", #""\u212a":1,"K":2"#] {
+            let line = head + #"{"referral":"R1","pathway":"USRAP","persons":1,"# + keys + "}}]}"
+            Self.compare(Array(line.utf8))
+            #expect(throws: LedgerError.self) { try Self.decoded(line).get() }
+            if case .failure(let e) = Self.decoded(line) { #expect(e.code == .invalidEvent, "\(e.message)") }
+        }
+        // Envelope keys likewise: an unknown field, whichever way it is written.
+        let envelope = #"{"op":"append","events":[{"id":"u1","type":"AppointmentMissed","case":"C-1","at":"2023-07-03T14:05:00Z","data":{},"\u00e9":1,"e\u0301":2}]}"#
+        Self.compare(Array(envelope.utf8))
+        if case .failure(let e) = Self.decoded(envelope) { #expect(e.code == .invalidEvent, "\(e.message)") }
+        // Labels are kept byte for byte, escaped or not, and their facts are those bytes.
+        for (label, bytes) in [(#"e\u0301"#, [0x65, 0xCC, 0x81]), ("e\u{301}", [0x65, 0xCC, 0x81]), (#"\u00e9"#, [0xC3, 0xA9]),
+                               ("\u{E9}", [0xC3, 0xA9]), ("\u{212A}", [0xE2, 0x84, 0xAA])] as [(String, [UInt8])] {
+            let line = head + #"{"referral":"\#(label)","pathway":"USRAP","persons":1}}]}"#
+            Self.compare(Array(line.utf8))
+            let e = try Self.decoded(line).get()[0]
+            #expect(Array(e.facts.referral.utf8) == bytes)
+            #expect(FastDecodeTests.findString(e.canonical, Array(#""referral":""#.utf8)).map { Array(e.canonical[$0..<($0 + bytes.count + 1)]) }
+                == bytes + [0x22])
+        }
     }
 
     @Test("the real pilot shape takes the fast path and keeps its canonical bytes")

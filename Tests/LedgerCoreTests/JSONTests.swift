@@ -28,6 +28,47 @@ struct JSONParserTests {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
     }
 
+    @Test("keys are compared by their UTF-8 bytes, not by Unicode canonical equivalence")
+    func keysCompareByBytes() throws {
+        // U+00E9 and "e" + U+0301 are canonically equivalent (Swift's `==` says equal); so are
+        // U+212A KELVIN SIGN and "K". Their bytes differ, so they are two keys.
+        for text in [#"{"\u00e9":1,"e\u0301":2}"#, "{\"\u{E9}\":1,\"e\u{301}\":2}", #"{"K":1,"\u212a":2}"#] {
+            guard case .object(let o) = try JSONParser.parse(text) else { Issue.record("not an object"); continue }
+            #expect(o.members.count == 2, "\(text)")
+        }
+        guard case .object(let o) = try JSONParser.parse(#"{"\u00e9":1,"e\u0301":2}"#) else { return }
+        #expect(o["\u{E9}"] == .int(1))
+        #expect(o["e\u{301}"] == .int(2))
+        guard case .object(let k) = try JSONParser.parse(#"{"K":1}"#) else { return }
+        #expect(k["\u{212A}"] == nil)
+        // The same bytes, once escaped and once not, are the same key.
+        #expect(throws: JSONParseError.self) { try JSONParser.parse("{\"\\u00e9\":1,\"\u{E9}\":2}") }
+        // Values compare by bytes too.
+        #expect(JSONValue.string("\u{E9}") != .string("e\u{301}"))
+        #expect(JSONObject([("\u{E9}", .int(1))]) != JSONObject([("e\u{301}", .int(1))]))
+        #expect(JSONValue.object(JSONObject([("e\u{301}", .int(1)), ("\u{E9}", .int(2))])).sortedMembers
+            == .object(JSONObject([("e\u{301}", .int(1)), ("\u{E9}", .int(2))])))
+    }
+
+    @Test("hasSameBytes equals comparing the UTF-8 bytes, whatever the length and the differing byte")
+    func hasSameBytesComparesBytes() {
+        for n in 0..<40 {
+            let base = String((0..<n).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) })
+            let copy = String(decoding: Array(base.utf8), as: UTF8.self)
+            #expect(base.hasSameBytes(as: copy) && copy.hasSameBytes(as: base))
+            #expect(!base.hasSameBytes(as: base + "a") && !(base + "a").hasSameBytes(as: base))
+            for k in 0..<n {
+                var bytes = Array(base.utf8)
+                bytes[k] = UInt8(ascii: "A")
+                #expect(!base.hasSameBytes(as: String(decoding: bytes, as: UTF8.self)), "n \(n), k \(k)")
+            }
+        }
+        #expect(!"\u{E9}".hasSameBytes(as: "e\u{301}"))
+        #expect(!"R\u{301}\u{323}".hasSameBytes(as: "R\u{323}\u{301}"))  // the same length, other order
+        #expect("Bogot\u{E1} Norte, sede principal".hasSameBytes(as: String(decoding: Array("Bogot\u{E1} Norte, sede principal".utf8), as: UTF8.self)))
+        #expect(Substring("xR1y").dropFirst().dropLast().description.hasSameBytes(as: "R1"))
+    }
+
     @Test func rejectsInvalidUTF8() {
         #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xC3, 0x28, 0x22]) }
         #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0x22]) }

@@ -10,13 +10,39 @@ struct TimestampTests {
         ("2023-07-04T01:35:00+11:30", "2023-07-03T14:05:00Z"),
         ("2023-12-31T23:30:00-01:00", "2024-01-01T00:30:00Z"),
         ("2024-02-29T00:00:00Z", "2024-02-29T00:00:00Z"),
-        ("2023-07-03T14:05:00.250Z", "2023-07-03T14:05:00.250Z"),
+        ("2023-07-03T14:05:00.250Z", "2023-07-03T14:05:00.25Z"),
         ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"),
         ("1969-12-31T23:59:59Z", "1969-12-31T23:59:59Z"),
     ])
     func normalises(input: String, expected: String) throws {
         let t = try #require(Timestamp(rfc3339: input))
         #expect(t.description == expected)
+    }
+
+    @Test("a fraction loses its trailing zeros, and a zero fraction is dropped", arguments: [
+        ("2023-07-03T14:05:00.5Z", "2023-07-03T14:05:00.5Z"),
+        ("2023-07-03T14:05:00.50Z", "2023-07-03T14:05:00.5Z"),
+        ("2023-07-03T14:05:00.500000000Z", "2023-07-03T14:05:00.5Z"),
+        ("2023-07-03T14:05:00.000Z", "2023-07-03T14:05:00Z"),
+        ("2023-07-03T14:05:00.0Z", "2023-07-03T14:05:00Z"),
+        ("2023-07-03T14:05:00.000000000Z", "2023-07-03T14:05:00Z"),
+        ("2023-07-03T14:05:00.050Z", "2023-07-03T14:05:00.05Z"),
+        ("2023-07-03T14:05:00.123456789Z", "2023-07-03T14:05:00.123456789Z"),
+        ("2023-07-03T14:05:00.001Z", "2023-07-03T14:05:00.001Z"),
+        ("2023-07-03T09:05:00.500-05:00", "2023-07-03T14:05:00.5Z"),
+        ("2023-07-04T01:35:00.00+11:30", "2023-07-03T14:05:00Z"),
+        ("2023-12-31T23:59:59.990-00:00", "2023-12-31T23:59:59.99Z"),
+    ])
+    func normalisesFractions(input: String, expected: String) throws {
+        let t = try #require(Timestamp(rfc3339: input))
+        #expect(t.description == expected)
+        var bytes: [UInt8] = []
+        t.write(into: &bytes)
+        #expect(String(decoding: bytes, as: UTF8.self) == expected)
+        // The instant is unchanged: the same seconds and nanoseconds as the spelling without zeros.
+        let plain = try #require(Timestamp(rfc3339: expected))
+        #expect(t.instant == plain.instant)
+        #expect(t.fraction == plain.fraction)
     }
 
     @Test("rejects", arguments: [
