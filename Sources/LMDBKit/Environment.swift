@@ -2,6 +2,7 @@ internal import CLMDB
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// A named LMDB database inside an environment. Valid for the life of its environment.
 public struct Database: Sendable, Hashable {
@@ -23,9 +24,12 @@ public struct Database: Sendable, Hashable {
 ///   an `await`. Bytes handed to a closure are valid only inside it: copy them out.
 public final class Environment: @unchecked Sendable {
     // @unchecked: `MDB_env` is safe to share between threads for the calls made here (LMDB's
-    // documented rules); the only mutable Swift state is guarded by `lock`.
+    // documented rules); the only mutable Swift state is `mapRanges`, behind its own mutex.
     let env: OpaquePointer
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+    /// Where the map is (start address, length), found once in /proc/self/maps and forgotten when
+    /// the map grows (it may move).
+    private let mapRanges = Mutex<[(start: UInt, length: Int)]?>(nil)
     /// The directory that holds `data.mdb` and `lock.mdb`.
     public let path: String
     /// Whether the environment was opened read-only.
@@ -198,6 +202,7 @@ public final class Environment: @unchecked Sendable {
         var info = MDB_envinfo()
         mdb_env_info(env, &info)
         if info.me_mapsize >= minimum { return }
+        mapRanges.withLock { $0 = nil }  // the map may move
         try check(mdb_env_set_mapsize(env, minimum), "mdb_env_set_mapsize(\(minimum))")
     }
 
@@ -208,23 +213,35 @@ public final class Environment: @unchecked Sendable {
     public func releaseMappedPages() {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
-        // LMDB does not tell where it mapped the file (`me_mapaddr` is set only with
-        // MDB_FIXEDMAP), so find the mappings of data.mdb's inode in /proc/self/maps.
+        mapRanges.withLock { ranges in
+            if ranges == nil { ranges = findMapRanges() }
+            for r in ranges ?? [] {
+                guard let address = UnsafeMutableRawPointer(bitPattern: r.start) else { continue }
+                _ = madvise(address, r.length, MADV_DONTNEED)
+            }
+        }
+    }
+
+    /// LMDB does not tell where it mapped the file (`me_mapaddr` is set only with
+    /// MDB_FIXEDMAP), so find the mappings of data.mdb's inode in /proc/self/maps.
+    private func findMapRanges() -> [(start: UInt, length: Int)] {
         var fd: Int32 = -1
         var st = stat()
         guard mdb_env_get_fd(env, &fd) == 0, fstat(fd, &st) == 0,
-              let maps = fopen("/proc/self/maps", "r") else { return }
+              let maps = fopen("/proc/self/maps", "r") else { return [] }
         defer { fclose(maps) }
+        var found: [(start: UInt, length: Int)] = []
         var line = [CChar](repeating: 0, count: 4096)
         while fgets(&line, Int32(line.count), maps) != nil {
             let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let fields = text.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 6, UInt64(fields[4]) == UInt64(st.st_ino) else { continue }
             let range = fields[0].split(separator: "-")
-            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16), end > start,
-                  let address = UnsafeMutableRawPointer(bitPattern: start) else { continue }
-            _ = madvise(address, Int(end - start), MADV_DONTNEED)
+            guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16),
+                  end > start else { continue }
+            found.append((start, Int(end - start)))
         }
+        return found
     }
 
     /// Clears reader slots left by processes that died. Returns how many were cleared.

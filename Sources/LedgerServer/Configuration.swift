@@ -24,6 +24,8 @@ public struct Configuration: Sendable, Equatable {
     /// About how many cases and ids one commit of a checkpoint writes; a bigger checkpoint goes in
     /// chunks with the appends after it.
     public var checkpointChunkKeys = 16_384
+    /// The most case records the writer caches besides those changed since the last checkpoint.
+    public var caseCacheEntries = 262_144
     /// SwiftNIO event-loop threads (decoding happens there).
     public var eventLoopThreads = 1
     /// Threads that serve reads (`read`, `status`) off the event loop.
@@ -54,7 +56,7 @@ public struct Configuration: Sendable, Equatable {
     /// Every key the file and the environment accept.
     public static let keys = [
         "data_dir", "socket", "max_line_bytes", "max_pending_per_connection", "subscriber_stall_seconds", "max_group_events",
-        "initial_map_size_mib", "max_map_size_gib", "checkpoint_events", "checkpoint_chunk_keys",
+        "initial_map_size_mib", "max_map_size_gib", "checkpoint_events", "checkpoint_chunk_keys", "case_cache_entries",
         "event_loop_threads", "read_threads",
         "append_users", "append_groups", "log_level", "metrics_address", "window_start", "window_end",
     ]
@@ -145,6 +147,7 @@ public struct Configuration: Sendable, Equatable {
         case "max_map_size_gib": maxMapSizeGiB = try int(min: 1)
         case "checkpoint_events": checkpointEvents = try int(min: 1)
         case "checkpoint_chunk_keys": checkpointChunkKeys = try int(min: 1)
+        case "case_cache_entries": caseCacheEntries = try int(min: 0)
         case "event_loop_threads": eventLoopThreads = try int(min: 1)
         case "read_threads": readThreads = try int(min: 1)
         case "append_users": appendUsers = try list()

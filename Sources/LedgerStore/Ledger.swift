@@ -56,6 +56,10 @@ public final class Ledger: Sendable {
     let writer: Mutex<WriterState>
     /// What is durable: readers see this.
     let committed: Mutex<CommittedState>
+    /// Cases the sequencer read from `cases` (not cached): every `readsPerRelease` of them the
+    /// pages they mapped are dropped, so that cache misses do not grow the resident set.
+    let storedCaseReads = Atomic<Int>(0)
+    static let readsPerRelease = 2048
 
     struct WriterState {
         /// The last position sequenced (its hash is known only to the chain builder and, once
@@ -71,11 +75,25 @@ public final class Ledger: Sendable {
         /// The overlay of the last checkpoint handed to the committer: until it is seen stored, what
         /// lookups of its ids and cases must see; then its cases, as a cache (`Overlay`).
         var frozen: Overlay?
+        /// The case tables of the checkpoints before `frozen`'s, newest first: with `frozen`'s,
+        /// the writer's cache of stored cases, at most `caseCacheEntries` entries (`Overlay`).
+        var older: [StringTable<Overlay.CaseSlot>] = []
         /// A checkpoint whose chunks are not all handed to groups yet, and the next chunk's number.
         var plan: CheckpointPlan?
         var nextChunk = 0
         /// Groups sequenced and perhaps not stored yet.
         var recent: [RecentGroup] = []
+
+        /// Drops the oldest cached case tables until the cache holds at most `entries` entries.
+        mutating func trimCache(entries: Int) {
+            var total = frozen?.cases.count ?? 0
+            var keep = 0
+            while keep < older.count, total + older[keep].count <= entries {
+                total += older[keep].count
+                keep += 1
+            }
+            older.removeLast(older.count - keep)
+        }
 
         init(head: Head, counters: CounterTable, overlay: Overlay, chain: ChainBuilder, epoch: UInt64) {
             self.head = head
@@ -112,6 +130,10 @@ public final class Ledger: Sendable {
         /// goes in chunks with the appends that follow it (`CheckpointPlan`), which bounds the
         /// pages a transaction holds and how long an append waits for a checkpoint.
         public var checkpointChunkKeys = 16_384
+        /// The most case records the writer caches besides those changed since the last
+        /// checkpoint: the tables of the last checkpoints, newest first, as many as fit. Fewer:
+        /// less memory, more reads of `cases` for cases that come back after a while.
+        public var caseCacheEntries = 262_144
         public init() {}
     }
 
@@ -506,8 +528,12 @@ public final class Ledger: Sendable {
             let previous: UInt64
             do {
                 previous = try apply(request[index].facts, id: id, idIndex: ii, position: position, overlay: &overlay,
-                                     undo: &undo, delta: &delta) { [frozen = lookup.frozen, txn = lookup.txn] caseID in
-                    try frozen?.caseRecord(caseID) ?? storedCaseRecord(caseID, txn: txn)
+                                     undo: &undo, delta: &delta) { caseID in
+                    if let cached = lookup.cachedCaseRecord(caseID) { return cached }
+                    if storedCaseReads.wrappingAdd(1, ordering: .relaxed).newValue % Ledger.readsPerRelease == 0 {
+                        environment.releaseMappedPages()
+                    }
+                    return try storedCaseRecord(caseID, txn: lookup.txn)
                 }
             } catch let e as LedgerError {
                 throw e.at(index: index)

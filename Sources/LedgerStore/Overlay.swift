@@ -29,12 +29,12 @@ struct DurationSample: Equatable {
 /// (sorted, so each B-tree page is rewritten once per checkpoint instead of once per event). After
 /// a crash the overlay is rebuilt by replaying the events after the checkpoint: they are in the log.
 ///
-/// The writer's case records are cached in two generations, which bounds their memory by the cases
-/// of two checkpoint intervals whatever the log's size: the overlay's table (the cases touched
-/// since the last checkpoint) and the frozen overlay of that checkpoint (the cases touched in the
-/// interval before), which is written in chunks and then kept, read-only, as a cache. A freeze
-/// moves the table into the frozen overlay without copying it. A case in neither is read from
-/// `cases`.
+/// The writer caches case records by checkpoint interval: the overlay's table (the cases touched
+/// since the last checkpoint), the frozen overlay of that checkpoint (written in chunks, then kept
+/// read-only), and the tables of the checkpoints before it, newest first, as many as fit in
+/// `caseCacheEntries`. A freeze moves the overlay's table into the frozen overlay without copying
+/// it. A case in none is read from `cases`. So the cache's memory is bounded whatever the log's
+/// size.
 struct Overlay {
     /// A case in the table: its record at the head when known (nil: read the stored one), and
     /// whether that differs from the stored one.

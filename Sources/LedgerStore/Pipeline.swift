@@ -81,7 +81,8 @@ extension Ledger {
         }
         state.recent.removeAll { $0.start + UInt64($0.accepted.count) <= committed.head.position }
         return try environment.read { txn in
-            let lookup = Lookup(txn: txn, storedHead: try storedHead(txn).position, frozen: state.frozen, recent: state.recent)
+            let lookup = Lookup(txn: txn, storedHead: try storedHead(txn).position, frozen: state.frozen,
+                                older: state.older, recent: state.recent)
             var validated: [Result<[AppendResult], LedgerError>] = []
             validated.reserveCapacity(requests.count)
             var accepted: [AcceptedEvent] = []
@@ -133,7 +134,9 @@ extension Ledger {
                 let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
                                           chunkKeys: options.checkpointChunkKeys)
                 checkpoint = CheckpointWork(plan: plan, chunk: 0)
+                if let previous = state.frozen { state.older.insert(previous.cases, at: 0) }
                 state.frozen = frozen
+                state.trimCache(entries: options.caseCacheEntries)
                 state.nextChunk = 1
                 if plan.chunks > 1 { state.plan = plan }
             }
@@ -250,8 +253,8 @@ extension Ledger {
 
 extension Ledger {
     /// Commits between two drops of the mapped pages (`Environment.releaseMappedPages`) when no
-    /// checkpoint is being written: about 64,000 events at the bench's 1,000 per commit.
-    static let commitsPerRelease = 64
+    /// checkpoint is being written.
+    static let commitsPerRelease = 8
 
     /// Writes the chunks of a checkpoint not yet handed to a group, so that what is stored is the
     /// checkpoint whole. For `drain`, when every group is committed.
@@ -269,5 +272,16 @@ struct Lookup {
     /// The head of the snapshot: events after it are not stored yet.
     let storedHead: UInt64
     let frozen: Overlay?
+    /// The case tables of earlier checkpoints, newest first (a cache: all of it is stored).
+    let older: [StringTable<Overlay.CaseSlot>]
     let recent: [RecentGroup]
+
+    /// A case's record from the frozen overlay or an older checkpoint's table, newest first.
+    func cachedCaseRecord(_ id: String) -> CaseRecord? {
+        if let r = frozen?.caseRecord(id) { return r }
+        for table in older {
+            if let i = table.index(of: id), let r = table[value: i].record { return r }
+        }
+        return nil
+    }
 }

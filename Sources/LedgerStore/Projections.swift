@@ -173,7 +173,8 @@ extension Ledger {
             if case .failure(let e) = outcome { throw e }
             state.counters = counters
             state.overlay = Overlay(checkpoint: head.position, capacity: options.checkpointEvents)
-            state.frozen = nil  // its cached cases predate the rebuild
+            state.frozen = nil  // the cached cases predate the rebuild
+            state.older.removeAll()
             committed.withLock {
                 $0.counters = counters
                 $0.checkpoint = head.position

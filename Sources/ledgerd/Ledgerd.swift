@@ -96,6 +96,7 @@ struct Ledgerd: AsyncParsableCommand {
             options.maxMapSize = max(settings.maxMapSizeGiB << 30, options.initialMapSize)
             options.checkpointEvents = settings.checkpointEvents
             options.checkpointChunkKeys = settings.checkpointChunkKeys
+            options.caseCacheEntries = settings.caseCacheEntries
             options.window = try settings.window()
             options.rebuildProgress = { done, total in
                 if done == total || done % 100_000 == 0 {

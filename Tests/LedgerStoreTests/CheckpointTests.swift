@@ -7,8 +7,10 @@ import Testing
 /// checkpoint live in memory and are replayed from the log by a new writer or a reader.
 @Suite("Checkpoints")
 struct CheckpointTests {
-    static func options(every n: Int, readOnly: Bool = false, chunkKeys: Int = 16_384) -> Ledger.Options {
+    static func options(every n: Int, readOnly: Bool = false, chunkKeys: Int = 16_384,
+                        cacheEntries: Int = 262_144) -> Ledger.Options {
         var o = Ledger.Options()
+        o.caseCacheEntries = cacheEntries
         o.checkpointEvents = n
         o.readOnly = readOnly
         o.checkpointChunkKeys = chunkKeys
@@ -33,20 +35,22 @@ struct CheckpointTests {
     }
 
     @Test("reopened writers and readers see the head; duplicates and conflicts across the checkpoint",
-          arguments: [(1, "s", 16_384), (2, "s", 16_384), (3, "s", 16_384),
-                      (4, "intake-system-2023-06-pilot/", 16_384), (5, "s", 4), (6, "s", 7)]
-            as [(UInt64, String, Int)])
-    func acrossCheckpoints(seed: UInt64, idPrefix: String, chunkKeys: Int) throws {
+          arguments: [(1, "s", 16_384, 262_144), (2, "s", 16_384, 0), (3, "s", 16_384, 40),
+                      (4, "intake-system-2023-06-pilot/", 16_384, 262_144), (5, "s", 4, 262_144), (6, "s", 7, 40)]
+            as [(UInt64, String, Int, Int)])
+    func acrossCheckpoints(seed: UInt64, idPrefix: String, chunkKeys: Int, cacheEntries: Int) throws {
         // The last case: ids that share their first 27 bytes, some a prefix of others (`…/4-1`,
         // `…/4-10`), so a checkpoint's key sort decides by the bytes after the first 16. The last
         // two: checkpoints written in chunks of 4 and 7 cases and ids, with the groups after them.
+        // A case cache of 0 or 40 entries beyond the last two intervals: cases read back from disk,
+        // and from older checkpoints' tables.
         let events = RandomHistory.events(seed: seed, cases: 120, idPrefix: idPrefix)
         let half = events.count / 2
         let dir = TemporaryDirectory()
         let path = dir.file("data")
         var expected: JSONObject
         do {
-            let ledger = try Ledger(directory: path, options: Self.options(every: 37, chunkKeys: chunkKeys))
+            let ledger = try Ledger(directory: path, options: Self.options(every: 37, chunkKeys: chunkKeys, cacheEntries: cacheEntries))
             Self.appendAll(Array(events[..<half]), to: ledger, seed: seed)
             expected = try ledger.report()
             let checkpoint = try ledger.checkpointPosition()
@@ -60,7 +64,7 @@ struct CheckpointTests {
             #expect(verify.ok, "\(String(describing: verify.problem))")
         }
         do {
-            let ledger = try Ledger(directory: path, options: Self.options(every: 37, chunkKeys: chunkKeys))
+            let ledger = try Ledger(directory: path, options: Self.options(every: 37, chunkKeys: chunkKeys, cacheEntries: cacheEntries))
             #expect(try ledger.report() == expected, "a new writer replays the events after the checkpoint")
             Self.appendAll(Array(events[half...]), to: ledger, seed: seed + 100)
 
