@@ -83,6 +83,9 @@ public final class Ledger: Sendable {
         var nextChunk = 0
         /// Groups sequenced and perhaps not stored yet.
         var recent: [RecentGroup] = []
+        /// Every id in the log (and some taken back): an id it does not hold is new, without a
+        /// lookup in `ids`.
+        var idFilter = IDFilter()
 
         /// Drops the oldest cached case tables until the cache holds at most `entries` entries.
         mutating func trimCache(entries: Int) {
@@ -492,7 +495,7 @@ public final class Ledger: Sendable {
     /// `accepted`).
     func appendRequest(_ r: Int, requests: [[Event]], groupStart: UInt64, lookup: Lookup,
                        accepted: inout [AcceptedEvent], overlay: inout Overlay, undo: inout Overlay.Undo,
-                       delta: inout ProjectionDelta) throws -> [AppendResult] {
+                       delta: inout ProjectionDelta, idFilter: inout IDFilter) throws -> [AppendResult] {
         let request = requests[r]
         var results: [AppendResult] = []
         results.reserveCapacity(request.count)
@@ -502,6 +505,7 @@ public final class Ledger: Sendable {
             let ii = overlay.ids.index(of: id) { 0 }
             let existing = overlay.ids[value: ii] != 0
                 ? overlay.ids[value: ii]
+                : !idFilter.mayContain(id) ? nil  // never seen: new, no lookup
                 : try lookup.frozen?.position(ofID: id) ?? storedPosition(ofID: id, txn: lookup.txn)
             if let existing {
                 let original: [UInt8]
@@ -538,6 +542,7 @@ public final class Ledger: Sendable {
             } catch let e as LedgerError {
                 throw e.at(index: index)
             }
+            idFilter.insert(id)
             accepted.append(AcceptedEvent(request: r, index: index, previous: previous))
             results.append(AppendResult(position: position, duplicate: false))
         }

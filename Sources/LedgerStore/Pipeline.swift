@@ -97,7 +97,8 @@ extension Ledger {
                 let before = accepted.count
                 do {
                     let result = try appendRequest(r, requests: requests, groupStart: start, lookup: lookup,
-                                                   accepted: &accepted, overlay: &state.overlay, undo: &undo, delta: &delta)
+                                                   accepted: &accepted, overlay: &state.overlay, undo: &undo, delta: &delta,
+                                                   idFilter: &state.idFilter)
                     delta.apply(to: &state.counters)
                     validated.append(.success(result))
                     if accepted.count > before { chain.add(request, Array(accepted[before...])) }
@@ -224,9 +225,24 @@ extension Ledger {
         try environment.read { txn in
             let current = try currentState(txn, capacity: options.checkpointEvents)
             chain.reset(to: current.head)
-            return WriterState(head: current.head, counters: current.counters, overlay: current.overlay, chain: chain,
-                               epoch: epoch)
+            var state = WriterState(head: current.head, counters: current.counters, overlay: current.overlay, chain: chain,
+                                    epoch: epoch)
+            state.idFilter = try idFilter(txn, overlay: current.overlay)
+            return state
         }
+    }
+
+    /// A filter of every id in the log as `txn` sees it: those in `ids` and those in `overlay`
+    /// (the events after the checkpoint). A scan of the index: 1,000,000 ids take about 40 ms.
+    func idFilter(_ txn: some Transaction, overlay: Overlay) throws -> IDFilter {
+        let stored = try txn.count(ids)
+        var filter = IDFilter(expected: max(2 * (stored + overlay.ids.count), 1 << 20))
+        try txn.scan(ids, from: nil) { key, _ in
+            filter.insert(utf8: key)
+            return true
+        }
+        for i in overlay.ids.indices where overlay.ids[value: i] != 0 { filter.insert(overlay.ids.key(at: i)) }
+        return filter
     }
 
     /// Waits until every sequenced group has been committed (or failed): for readers and

@@ -175,6 +175,7 @@ extension Ledger {
             state.overlay = Overlay(checkpoint: head.position, capacity: options.checkpointEvents)
             state.frozen = nil  // the cached cases predate the rebuild
             state.older.removeAll()
+            state.idFilter = try environment.read { txn in try idFilter(txn, overlay: state.overlay) }
             committed.withLock {
                 $0.counters = counters
                 $0.checkpoint = head.position

@@ -1,0 +1,36 @@
+import LedgerCore
+import Testing
+
+@Suite("Tables")
+struct TablesTests {
+    /// The id filter never forgets an id, across the filters it adds as it grows, and says "maybe"
+    /// for few others.
+    @Test func idFilterHasNoFalseNegatives() {
+        var filter = IDFilter(expected: 1 << 16)  // grows past it: 4 filters for 400,000 ids
+        let inserted = (0..<400_000).map { "9b1c\($0 &* 2_654_435_761)-id" }
+        for id in inserted { filter.insert(id) }
+        #expect(inserted.allSatisfy { filter.mayContain($0) })
+        var bytes = Array("9b1c1-id".utf8)
+        bytes.withUnsafeBytes { filter.insert(utf8: $0) }
+        #expect(filter.mayContain("9b1c1-id"), "bytes and strings hash alike")
+        let others = (0..<100_000).map { "other-\($0)" }
+        let maybe = others.filter { filter.mayContain($0) }.count
+        #expect(maybe < 100_000 * 4 / 100, "\(maybe) false positives in 100,000 (4 filters)")
+        #expect(filter.count == 400_001)
+    }
+
+    /// Keys that are different bytes are different keys, in a table that spans several segments.
+    @Test func stringTableAcrossSegments() {
+        var table = StringTable<Int>(capacity: 16)
+        for i in 0..<10_000 { _ = table.index(of: "C-\(i)") { i } }
+        #expect(table.count == 10_000)
+        for i in stride(from: 0, to: 10_000, by: 7) {
+            guard let k = table.index(of: "C-\(i)") else { Issue.record("C-\(i) missing"); continue }
+            #expect(table[value: k] == i && table.key(at: k) == "C-\(i)")
+            table[value: k] += 1
+        }
+        #expect(table[value: table.index(of: "C-7")!] == 8)
+        #expect(table.index(of: "C-10000") == nil)
+        #expect(table.keys.count == 10_000 && table.values.count == 10_000)
+    }
+}
