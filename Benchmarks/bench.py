@@ -599,7 +599,8 @@ def fmt_b(x):
 
 
 def fmt_ratio(x):
-    return "" if x is None else f"{x:.2f} ×"
+    # Three digits below 1: a median of 0.397 printed as "0.40" next to "no" reads as a mistake.
+    return "" if x is None else (f"{x:.3f} ×" if x < 1 else f"{x:.2f} ×")
 
 
 def rows(b):
