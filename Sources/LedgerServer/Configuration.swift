@@ -13,7 +13,7 @@ public struct Configuration: Sendable, Equatable {
     /// A subscriber whose socket stays full this long is dropped with a message.
     public var subscriberStallSeconds = 30
     /// The most events one group commit takes.
-    public var maxGroupEvents = 20_000
+    public var maxGroupEvents = 4_096
     /// The LMDB map size to start with, MiB; it doubles when full.
     public var initialMapSizeMiB = 1024
     /// The largest the LMDB map may grow to, GiB; past it appends get `unavailable`.

@@ -43,7 +43,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
     ///   - maxGroupEvents: the most events one commit takes (a bigger single request still goes alone).
     ///   - onCommit: called on the writer's thread after each commit that appended something, before
     ///     its requests are answered.
-    public init(ledger: Ledger, logger: Logger, maxGroupEvents: Int = 20_000,
+    public init(ledger: Ledger, logger: Logger, maxGroupEvents: Int = 4_096,
                 onCommit: @escaping @Sendable (Head, Int, Int, Double) -> Void = { _, _, _, _ in }) {
         self.ledger = ledger
         self.logger = logger
