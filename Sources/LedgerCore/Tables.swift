@@ -2,6 +2,18 @@
 /// `Dictionary` (SipHash per lookup, a resize that rehashes every key) costs more than the case
 /// machine itself. Both grow by doubling at half load and never remove a key.
 
+/// FNV-1a over UTF-8 bytes, then a multiply-xorshift finish so the low bits are mixed: the hash
+/// of `StringTable` and `IDFilter`.
+@inlinable @inline(__always)
+func keyHash<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    h ^= h >> 29
+    h &*= 0xbf58_476d_1ce4_e5b9
+    h ^= h >> 32
+    return h
+}
+
 /// Strings (case ids, event ids) to values: keys and values in insertion order, so a value can be
 /// read and changed in place by its index (`self[value: i]`). Keys are hashed and compared
 /// by their UTF-8 bytes.
@@ -46,16 +58,8 @@ public struct StringTable<Value> {
     /// The values in insertion order (a copy).
     public var values: [Value] { Array(valueSegments.joined()) }
 
-    /// FNV-1a over the UTF-8 bytes, then a multiply-xorshift finish so the low bits are mixed.
     @inlinable @inline(__always)
-    static func hash(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        h ^= h >> 29
-        h &*= 0xbf58_476d_1ce4_e5b9
-        h ^= h >> 32
-        return h
-    }
+    static func hash(_ s: String) -> UInt64 { keyHash(s.utf8) }
 
     /// The index of `key`, or nil.
     @inlinable @inline(__always)
@@ -259,35 +263,17 @@ public struct IDFilter: Sendable {
     /// Bytes of bits held.
     public var bytes: Int { filters.reduce(0) { $0 + $1.words.count * 8 } }
 
-    /// FNV-1a over the UTF-8 bytes with a multiply-xorshift finish (the block), and a second mix
-    /// of it (the bits).
+    /// `keyHash` (picks the block), and a second mix of it (picks the bits).
     @inline(__always)
-    static func hashes(_ s: String) -> (UInt64, UInt64) {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return finish(h)
-    }
-
-    @inline(__always)
-    static func hashes(_ bytes: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return finish(h)
-    }
-
-    @inline(__always)
-    static func finish(_ fnv: UInt64) -> (UInt64, UInt64) {
-        var h = fnv
-        h ^= h >> 29
-        h &*= 0xbf58_476d_1ce4_e5b9
-        h ^= h >> 32
+    static func hashes<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> (UInt64, UInt64) {
+        let h = keyHash(bytes)
         var g = h &* 0x9e37_79b9_7f4a_7c15
         g ^= g >> 31
         return (h, g)
     }
 
     public mutating func insert(_ s: String) {
-        insert(hashes: IDFilter.hashes(s))
+        insert(hashes: IDFilter.hashes(s.utf8))
     }
 
     /// Inserts the string whose UTF-8 bytes are `bytes` (a key read from the `ids` index).
@@ -304,7 +290,7 @@ public struct IDFilter: Sendable {
 
     /// False when `s` was never inserted.
     public func mayContain(_ s: String) -> Bool {
-        let (h, g) = IDFilter.hashes(s)
+        let (h, g) = IDFilter.hashes(s.utf8)
         for f in filters where f.test(h, g) { return true }
         return false
     }

@@ -87,6 +87,12 @@ public final class Ledger: Sendable {
         /// lookup in `ids`.
         var idFilter = IDFilter()
 
+        /// Once the frozen overlay's checkpoint is stored (`stored` has reached it), keeps only its
+        /// cases, as a cache: its ids and samples are in their databases.
+        mutating func retireFrozen(stored: UInt64) {
+            if let f = frozen, f.ids.count != 0, stored >= f.checkpoint { frozen = f.retired() }
+        }
+
         /// Drops the oldest cached case tables until the cache holds at most `entries` entries.
         mutating func trimCache(entries: Int) {
             var total = frozen?.cases.count ?? 0
@@ -449,7 +455,7 @@ public final class Ledger: Sendable {
     func writeCheckpointChunksNow(_ plan: CheckpointPlan, _ chunks: Range<Int>) throws {
         for chunk in chunks {
             let outcome = withMapGrowth { () throws in
-                try environment.write { txn in try writeCheckpointChunks(plan, chunk..<(chunk + 1), txn: txn) }
+                try environment.write { txn in try writeCheckpointChunk(plan, chunk, txn: txn) }
             }
             if case .failure(let e) = outcome { throw e }
             environment.releaseMappedPages()

@@ -25,9 +25,10 @@ struct DurationSample: Equatable {
 ///
 /// The stored `cases`, `ids`, `durations` and `projections` reflect the log up to `checkpoint`
 /// (`meta.projected`); stored plus overlay reflect the head. An append writes only its events and
-/// the head; every `checkpointEvents` events one append's transaction also writes the overlay
-/// (sorted, so each B-tree page is rewritten once per checkpoint instead of once per event). After
-/// a crash the overlay is rebuilt by replaying the events after the checkpoint: they are in the log.
+/// the head; every `checkpointEvents` events the overlay is written with the appends that follow
+/// (`CheckpointPlan`: sorted, so each B-tree page is rewritten once per checkpoint instead of once
+/// per event). After a crash the overlay is rebuilt by replaying the events after the checkpoint:
+/// they are in the log.
 ///
 /// The writer caches case records by checkpoint interval: the overlay's table (the cases touched
 /// since the last checkpoint), the frozen overlay of that checkpoint (written in chunks, then kept
@@ -225,44 +226,34 @@ extension Ledger {
         return CurrentState(head: head, counters: counters, overlay: overlay)
     }
 
-    /// Writes the overlay and `counters` into their databases and marks them as reflecting `head`,
-    /// in one transaction. Keys are written in sorted order.
-    func writeCheckpoint(_ overlay: Overlay, counters: CounterTable, head: UInt64, txn: WriteTransaction) throws {
-        let plan = CheckpointPlan(overlay, counters: counters, position: head, chunks: 1)
-        try writeCheckpointChunks(plan, 0..<1, txn: txn)
-    }
-
-    /// Writes chunks `chunks` of `plan` (in order; the first and last chunk do more, see
-    /// `CheckpointPlan`).
-    func writeCheckpointChunks(_ plan: CheckpointPlan, _ chunks: Range<Int>, txn: WriteTransaction) throws {
+    /// Writes chunk `chunk` of `plan` (the first and the last chunk do more, see `CheckpointPlan`).
+    func writeCheckpointChunk(_ plan: CheckpointPlan, _ chunk: Int, txn: WriteTransaction) throws {
         let (caseOrder, idOrder) = plan.sortedOrders()
         let overlay = plan.overlay
-        for chunk in chunks {
-            if chunk == 0 {
-                if plan.chunks > 1 {
-                    try txn.put(meta, key: Ledger.pendingKey, value: Ledger.encodePending(plan.position, plan.counters))
+        if chunk == 0 {
+            if plan.chunks > 1 {
+                try txn.put(meta, key: Ledger.pendingKey, value: Ledger.encodePending(plan.position, plan.counters))
+            }
+            for d in DurationSample.inKeyOrder(overlay.durations) {
+                try txn.put(durations, key: d.key, value: [])
+            }
+        }
+        try putSorted(overlay.cases.key(at:), plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
+            overlay.cases[value: i].record!.encode(into: &out)
+        }
+        try putSorted(overlay.ids.key(at:), plan.slice(idOrder, chunk), into: ids, txn: txn) { i, out in
+            withUnsafeBytes(of: overlay.ids[value: i].bigEndian) { out.append(contentsOf: $0) }
+        }
+        if chunk == plan.chunks - 1 {
+            for (k, v) in plan.counters.all {
+                if v == 0 {
+                    _ = try txn.delete(projections, key: k.encoded)
+                } else {
+                    try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
                 }
-                for d in DurationSample.inKeyOrder(overlay.durations) {
-                    try txn.put(durations, key: d.key, value: [])
-                }
             }
-            try putSorted(overlay.cases.key(at:), plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
-                overlay.cases[value: i].record!.encode(into: &out)
-            }
-            try putSorted(overlay.ids.key(at:), plan.slice(idOrder, chunk), into: ids, txn: txn) { i, out in
-                withUnsafeBytes(of: overlay.ids[value: i].bigEndian) { out.append(contentsOf: $0) }
-            }
-            if chunk == plan.chunks - 1 {
-                for (k, v) in plan.counters.all {
-                    if v == 0 {
-                        _ = try txn.delete(projections, key: k.encoded)
-                    } else {
-                        try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)))
-                    }
-                }
-                try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(plan.position))
-                _ = try txn.delete(meta, key: Ledger.pendingKey)
-            }
+            try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(plan.position))
+            _ = try txn.delete(meta, key: Ledger.pendingKey)
         }
     }
 
@@ -324,8 +315,8 @@ extension Ledger {
         return (a, b)
     }
 
-    /// The indexes in `keys` of the entries to store (`include`), in LMDB's key order: by their
-    /// first 16 bytes as two integers (one or two comparisons for most pairs), then byte by byte.
+    /// The indexes of `keys` in LMDB's key order: by their first 16 bytes as two integers (one or
+    /// two comparisons for most pairs), then byte by byte.
     static func sortedIndexes(_ keys: [String]) -> [Int] {
         sortedIndexes(count: keys.count) { keys[$0] }
     }
@@ -401,17 +392,13 @@ final class CheckpointPlan: Sendable {
     /// The cases' and the ids' indexes in key order, sorted by the first chunk's writer.
     private let orders = Mutex<(cases: [Int], ids: [Int])?>(nil)
 
-    init(_ overlay: Overlay, counters: CounterTable, position: UInt64, chunks: Int) {
+    /// A plan for `overlay` in chunks of at most about `chunkKeys` cases and ids.
+    init(_ overlay: Overlay, counters: CounterTable, position: UInt64, chunkKeys: Int) {
         self.overlay = overlay
         self.counters = counters
         self.position = position
-        self.chunks = max(1, chunks)
-    }
-
-    /// A plan for `overlay` with chunks of at most about `keys` cases and ids.
-    convenience init(_ overlay: Overlay, counters: CounterTable, position: UInt64, chunkKeys keys: Int) {
-        let most = max(overlay.cases.count, overlay.ids.count)
-        self.init(overlay, counters: counters, position: position, chunks: (most + max(keys, 1) - 1) / max(keys, 1))
+        let keys = max(chunkKeys, 1)
+        chunks = max(1, (max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys)
     }
 
     func sortedOrders() -> (cases: [Int], ids: [Int]) {

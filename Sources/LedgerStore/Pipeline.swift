@@ -73,12 +73,8 @@ extension Ledger {
     private func sequence(_ requests: [[Event]], recordedAt: Timestamp, state: inout WriterState) throws -> SequencedGroup {
         try reloadIfFailed(&state)
         let committed = self.committed.withLock { $0 }
-        // A checkpoint that is now stored need not answer for its ids any more (the snapshot below
-        // is taken after this check, so it holds them); its cases stay as a cache.
-        if let frozen = state.frozen, frozen.ids.count != 0 || !frozen.durations.isEmpty,
-           committed.checkpoint >= frozen.checkpoint {
-            state.frozen = frozen.retired()
-        }
+        // The snapshot below is taken after this, so it holds what a retired frozen overlay held.
+        state.retireFrozen(stored: committed.checkpoint)
         state.recent.removeAll { $0.start + UInt64($0.accepted.count) <= committed.head.position }
         return try environment.read { txn in
             let lookup = Lookup(txn: txn, storedHead: try storedHead(txn).position, frozen: state.frozen,
@@ -167,7 +163,7 @@ extension Ledger {
                     }
                 }
                 if let work = group.checkpoint {
-                    try writeCheckpointChunks(work.plan, work.chunk..<(work.chunk + 1), txn: txn)
+                    try writeCheckpointChunk(work.plan, work.chunk, txn: txn)
                 }
                 try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(head))
             }
@@ -258,7 +254,7 @@ extension Ledger {
             if current.head.position == state.head.position {
                 state.head = current.head  // with its hash
                 try finishCheckpoint(&state)
-                state.frozen = state.frozen?.retired()
+                state.retireFrozen(stored: committed.withLock { $0.checkpoint })
                 state.recent.removeAll()
                 return
             }
