@@ -5,7 +5,7 @@
 /// FNV-1a over UTF-8 bytes, then a multiply-xorshift finish so the low bits are mixed: the hash
 /// of `StringTable` and `IDFilter`.
 @inlinable @inline(__always)
-func keyHash<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
+public func keyHash<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
     h ^= h >> 29
@@ -63,8 +63,11 @@ public struct StringTable<Value> {
 
     /// The index of `key`, or nil.
     @inlinable @inline(__always)
-    public func index(of key: String) -> Int? {
-        let h = StringTable.hash(key)
+    public func index(of key: String) -> Int? { index(of: key, hash: StringTable.hash(key)) }
+
+    /// The index of `key`, whose `keyHash` is `h`, or nil.
+    @inlinable @inline(__always)
+    public func index(of key: String, hash h: UInt64) -> Int? {
         let tag = h >> 32
         var i = Int(truncatingIfNeeded: h) & mask
         while true {
@@ -81,7 +84,12 @@ public struct StringTable<Value> {
     /// The index of `key`, inserting it with `make()` when absent.
     @inlinable @inline(__always)
     public mutating func index(of key: String, orInsert make: () -> Value) -> Int {
-        let h = StringTable.hash(key)
+        index(of: key, hash: StringTable.hash(key), orInsert: make)
+    }
+
+    /// The index of `key`, whose `keyHash` is `h`, inserting it with `make()` when absent.
+    @inlinable @inline(__always)
+    public mutating func index(of key: String, hash h: UInt64, orInsert make: () -> Value) -> Int {
         let tag = h >> 32
         var i = Int(truncatingIfNeeded: h) & mask
         while true {
@@ -104,6 +112,25 @@ public struct StringTable<Value> {
         slots[i] = tag << 32 | UInt64(k + 1)
         if storedCount * 2 > slots.count { grow() }
         return k
+    }
+
+    /// Reads the slot where a lookup of a key whose `keyHash` is `h` starts, so that the lookup
+    /// finds it in the cache. Returns it for the caller to fold into a value it keeps (a load whose
+    /// result is unused may be dropped). Many touches in a row overlap their cache misses.
+    @inlinable @inline(__always)
+    public func touch(_ h: UInt64) -> UInt64 { slots[Int(truncatingIfNeeded: h) & mask] }
+
+    /// After `touch(h)`: reads the entry the slot names if its tag is `h`'s, so that comparing the
+    /// key and reading the value find them in the cache. Returns a word of it, as `touch` does.
+    @inlinable @inline(__always)
+    public func touchEntry(_ h: UInt64) -> UInt64 {
+        let s = slots[Int(truncatingIfNeeded: h) & mask]
+        guard s != 0, s >> 32 == h >> 32 else { return s }
+        let k = Int(s & 0xFFFF_FFFF) - 1
+        return UInt64(truncatingIfNeeded: key(at: k).utf8.count)
+            &+ (MemoryLayout<Value>.size == 0 ? 0 : valueSegments[k >> Self.shift].withUnsafeBytes { b in
+                UInt64(b.load(fromByteOffset: (k & Self.low) * MemoryLayout<Value>.stride, as: UInt8.self))
+            })
     }
 
     @usableFromInline
@@ -267,13 +294,24 @@ public struct IDFilter: Sendable {
     @inline(__always)
     static func hashes<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> (UInt64, UInt64) {
         let h = keyHash(bytes)
+        return (h, second(h))
+    }
+
+    /// The bit-picking second hash for a string whose `keyHash` is `h`.
+    @inline(__always)
+    static func second(_ h: UInt64) -> UInt64 {
         var g = h &* 0x9e37_79b9_7f4a_7c15
         g ^= g >> 31
-        return (h, g)
+        return g
     }
 
     public mutating func insert(_ s: String) {
         insert(hashes: IDFilter.hashes(s.utf8))
+    }
+
+    /// Inserts the string whose `keyHash` is `h`.
+    public mutating func insert(hash h: UInt64) {
+        insert(hashes: (h, IDFilter.second(h)))
     }
 
     /// Inserts the string whose UTF-8 bytes are `bytes` (a key read from the `ids` index).
@@ -289,9 +327,19 @@ public struct IDFilter: Sendable {
     }
 
     /// False when `s` was never inserted.
-    public func mayContain(_ s: String) -> Bool {
-        let (h, g) = IDFilter.hashes(s.utf8)
+    public func mayContain(_ s: String) -> Bool { mayContain(hash: keyHash(s.utf8)) }
+
+    /// False when no string whose `keyHash` is `h` was inserted.
+    public func mayContain(hash h: UInt64) -> Bool {
+        let g = IDFilter.second(h)
         for f in filters where f.test(h, g) { return true }
         return false
+    }
+
+    /// Reads the blocks a test of `keyHash` `h` reads, as `StringTable.touch` does.
+    public func touch(_ h: UInt64) -> UInt64 {
+        var x: UInt64 = 0
+        for f in filters { x ^= f.words[(Int(truncatingIfNeeded: h) & f.mask) << 3] }
+        return x
     }
 }

@@ -87,8 +87,11 @@ struct Overlay {
     }
 
     /// The case's record at the head if the overlay knows it.
-    func caseRecord(_ id: String) -> CaseRecord? {
-        cases.index(of: id).flatMap { cases[value: $0].record }
+    func caseRecord(_ id: String) -> CaseRecord? { caseRecord(id, hash: keyHash(id.utf8)) }
+
+    /// The case's record at the head if the overlay knows it; `h` is the id's `keyHash`.
+    func caseRecord(_ id: String, hash h: UInt64) -> CaseRecord? {
+        cases.index(of: id, hash: h).flatMap { cases[value: $0].record }
     }
 
     mutating func setCase(_ id: String, _ record: CaseRecord) {
@@ -141,14 +144,18 @@ extension Ledger {
     /// Applies the event with `facts` and `id` at `position` to its case in `overlay` (noting in
     /// `undo` what it replaced) and adds its effect to `delta`. The one path of appending and of
     /// catching up after the checkpoint.
-    /// - Parameter idIndex: the id's index in `overlay.ids` when the caller has it.
+    /// - Parameters:
+    ///   - idIndex: the id's index in `overlay.ids` when the caller has it.
+    ///   - caseHash: the case id's `keyHash` when the caller has it.
+    ///   - stored: the case's record before the overlay knew it, given its id and `keyHash`.
     /// - Returns: the position of the case's previous event (0 for a new case).
     /// - Throws: `LedgerError` when the case does not allow the event; nothing is changed then.
     @discardableResult
-    func apply(_ facts: EventFacts, id: String, idIndex: Int? = nil, position: UInt64, overlay: inout Overlay,
-               undo: inout Overlay.Undo, delta: inout ProjectionDelta,
-               stored: (String) throws -> CaseRecord?) throws -> UInt64 {
-        let ci = overlay.cases.index(of: facts.caseID) { Overlay.CaseSlot(record: nil, dirty: false) }
+    func apply(_ facts: EventFacts, id: String, idIndex: Int? = nil, caseHash: UInt64? = nil, position: UInt64,
+               overlay: inout Overlay, undo: inout Overlay.Undo, delta: inout ProjectionDelta,
+               stored: (String, UInt64) throws -> CaseRecord?) throws -> UInt64 {
+        let caseHash = caseHash ?? keyHash(facts.caseID.utf8)
+        let ci = overlay.cases.index(of: facts.caseID, hash: caseHash) { Overlay.CaseSlot(record: nil, dirty: false) }
         let samplesBefore = delta.durations.count
         let previous: UInt64
         if let last = overlay.cases[value: ci].record?.last {
@@ -159,7 +166,7 @@ extension Ledger {
             overlay.cases[value: ci].dirty = true
             previous = last
         } else {
-            let before = try stored(facts.caseID)
+            let before = try stored(facts.caseID, caseHash)
             let state = try CaseMachine.apply(facts, to: before?.state, window: window, delta: &delta)
             undo.cases.append((ci, overlay.cases[value: ci]))
             overlay.cases[value: ci] = Overlay.CaseSlot(record: CaseRecord(state: state, last: position), dirty: true)
@@ -210,8 +217,8 @@ extension Ledger {
             undo.cases.removeAll(keepingCapacity: true)
             undo.ids.removeAll(keepingCapacity: true)
             do {
-                try apply(facts, id: facts.id, position: position, overlay: &overlay, undo: &undo, delta: &delta) {
-                    try storedCaseRecord($0, txn: txn)
+                try apply(facts, id: facts.id, position: position, overlay: &overlay, undo: &undo, delta: &delta) { id, _ in
+                    try storedCaseRecord(id, txn: txn)
                 }
             } catch let e as LedgerError {
                 throw StoreError.brokenRule(position, e)

@@ -288,12 +288,28 @@ struct Lookup {
     let older: [StringTable<Overlay.CaseSlot>]
     let recent: [RecentGroup]
 
-    /// A case's record from the frozen overlay or an older checkpoint's table, newest first.
-    func cachedCaseRecord(_ id: String) -> CaseRecord? {
-        if let r = frozen?.caseRecord(id) { return r }
+    /// A case's record from the frozen overlay or an older checkpoint's table, newest first; `h`
+    /// is the id's `keyHash`.
+    func cachedCaseRecord(_ id: String, hash h: UInt64) -> CaseRecord? {
+        if let r = frozen?.caseRecord(id, hash: h) { return r }
         for table in older {
-            if let i = table.index(of: id), let r = table[value: i].record { return r }
+            if let i = table.index(of: id, hash: h), let r = table[value: i].record { return r }
         }
         return nil
+    }
+
+    /// Touches what looking up these keys in the frozen overlay and the older tables reads first
+    /// (`StringTable.touch`); `h` is the case id's `keyHash`.
+    func touchCase(_ h: UInt64) -> UInt64 {
+        var x = frozen?.cases.touch(h) ?? 0
+        for table in older { x ^= table.touch(h) }
+        return x
+    }
+
+    /// The same for the entries those slots name (`StringTable.touchEntry`).
+    func touchCaseEntry(_ h: UInt64) -> UInt64 {
+        var x = frozen?.cases.touchEntry(h) ?? 0
+        for table in older { x ^= table.touchEntry(h) }
+        return x
     }
 }

@@ -33,4 +33,28 @@ struct TablesTests {
         #expect(table.index(of: "C-10000") == nil)
         #expect(table.keys.count == 10_000 && table.values.count == 10_000)
     }
+
+    /// A lookup by a precomputed `keyHash` finds what a lookup by the key finds, and reading the
+    /// slots and entries ahead (`touch`, `touchEntry`) changes nothing.
+    @Test func lookupsByHashAgreeWithLookupsByKey() {
+        var table = StringTable<String>(capacity: 16)
+        var filter = IDFilter(expected: 1 << 16)
+        let keys = (0..<5_000).map { $0 % 3 == 0 ? "case-with-a-long-heap-allocated-id-\($0)" : "C-\($0)" }
+        for key in keys {
+            let h = keyHash(key.utf8)
+            _ = table.touch(h) ^ table.touchEntry(h) ^ filter.touch(h)
+            #expect(!filter.mayContain(hash: h) || filter.mayContain(key))
+            let i = table.index(of: key, hash: h) { key.uppercased() }
+            #expect(table.index(of: key) == i)
+            filter.insert(hash: h)
+        }
+        #expect(table.count == 5_000)
+        for key in keys {
+            let h = keyHash(key.utf8)
+            _ = table.touch(h) ^ table.touchEntry(h)
+            #expect(table.index(of: key, hash: h).map { table[value: $0] } == key.uppercased())
+            #expect(filter.mayContain(key) && filter.mayContain(hash: h))
+        }
+        #expect(table.index(of: "C-5000", hash: keyHash("C-5000".utf8)) == nil)
+    }
 }
