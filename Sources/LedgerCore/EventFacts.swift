@@ -143,23 +143,33 @@ public struct EventFacts: Sendable, Equatable {
     /// version, type, seconds (8), nanos (4), expected version (8), household, office,
     /// nationality (4), code, pathway, persons, previous (8), then the case id, the referral and
     /// the id, each with a one-byte length.
-    public func encode(into out: inout [UInt8]) {
-        out.append(EventFacts.encodingVersion)
-        out.append(type.index)
-        appendBigEndian(UInt64(bitPattern: at.seconds), 8, &out)
-        appendBigEndian(UInt64(UInt32(bitPattern: at.nanos)), 4, &out)
-        appendBigEndian(UInt64(bitPattern: expectedVersion), 8, &out)
-        out.append(householdSize)
-        out.append(office)
-        appendBigEndian(UInt64(nationality), 4, &out)
-        out.append(code)
-        out.append(pathway)
-        out.append(persons)
-        appendBigEndian(previous, 8, &out)
-        for s in [caseID, referral, id] {
+    /// - Parameter previous: written instead of `self.previous` when given (the position of the
+    ///   case's previous event is known only when the event is sequenced).
+    public func encode(into out: inout [UInt8], previous: UInt64? = nil) {
+        // The fixed part is laid out in one buffer and appended at once.
+        var fixed: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &fixed) { b in
+            b[0] = EventFacts.encodingVersion
+            b[1] = type.index
+            b.storeBytes(of: UInt64(bitPattern: at.seconds).bigEndian, toByteOffset: 2, as: UInt64.self)
+            b.storeBytes(of: UInt32(bitPattern: at.nanos).bigEndian, toByteOffset: 10, as: UInt32.self)
+            b.storeBytes(of: UInt64(bitPattern: expectedVersion).bigEndian, toByteOffset: 14, as: UInt64.self)
+            b[22] = householdSize
+            b[23] = office
+            b.storeBytes(of: nationality.bigEndian, toByteOffset: 24, as: UInt32.self)
+            b[28] = code
+            b[29] = pathway
+            b[30] = persons
+            b.storeBytes(of: (previous ?? self.previous).bigEndian, toByteOffset: 31, as: UInt64.self)
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<EventFacts.fixedSize]))
+        }
+        func string(_ s: String) {
             out.append(UInt8(s.utf8.count))
             out.append(contentsOf: s.utf8)
         }
+        string(caseID)
+        string(referral)
+        string(id)
     }
 
     public var encoded: [UInt8] {

@@ -699,6 +699,16 @@ final class ChainBuilder: @unchecked Sendable {
     /// Queues the events `accepted` (all of `request`'s new ones, in order).
     func add(_ request: [Event], _ accepted: [Ledger.AcceptedEvent]) {
         queue.async { [self] in
+            // Worked on as locals (moved out and back): each use of a class's stored property is
+            // checked for exclusive access.
+            var buffer: [UInt8] = []
+            var ends: [Int] = []
+            var hash: [UInt8] = []
+            swap(&buffer, &self.buffer)
+            swap(&ends, &self.ends)
+            swap(&hash, &self.hash)
+            var position = self.position
+            let recordTail = self.recordTail
             if buffer.isEmpty { buffer.reserveCapacity(accepted.count * 512) }
             for a in accepted {
                 position += 1
@@ -710,6 +720,10 @@ final class ChainBuilder: @unchecked Sendable {
                 }
                 ends.append(buffer.count)
             }
+            swap(&buffer, &self.buffer)
+            swap(&ends, &self.ends)
+            swap(&hash, &self.hash)
+            self.position = position
         }
     }
 

@@ -46,9 +46,7 @@ public struct StoredEvent: Sendable, Equatable {
         let start = out.count  // (no reserveCapacity here: on a growing buffer it would copy it each time)
         out.append(contentsOf: previous)  // replaced by the new hash below
         out.append(0)
-        var facts = event.facts
-        facts.previous = casePrevious
-        facts.encode(into: &out)
+        event.facts.encode(into: &out, previous: casePrevious)
         out[start + 32] = UInt8(out.count - start - 33)
         let c = out.count
         out.append(contentsOf: eventPrefix)
