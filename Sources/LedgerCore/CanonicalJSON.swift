@@ -70,24 +70,35 @@ public struct CanonicalJSON {
         bytes.append(UInt8(ascii: ":"))
     }
 
-    public mutating func writeInt<T: BinaryInteger>(_ n: T) {
-        // Digits written backwards into a small buffer: no String in between.
-        if n == 0 { bytes.append(UInt8(ascii: "0")); return }
-        var magnitude: UInt64
+    public mutating func writeInt(_ n: Int64) {
         if n < 0 {
             bytes.append(UInt8(ascii: "-"))
-            magnitude = UInt64(0) &- UInt64(truncatingIfNeeded: Int64(n))
+            CanonicalJSON.appendDecimal(UInt64(0) &- UInt64(bitPattern: n), to: &bytes)
         } else {
-            magnitude = UInt64(n)
+            CanonicalJSON.appendDecimal(UInt64(n), to: &bytes)
         }
-        var buffer = [UInt8](repeating: 0, count: 20)
-        var i = 20
-        while magnitude > 0 {
-            i -= 1
-            buffer[i] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-            magnitude /= 10
+    }
+
+    public mutating func writeInt(_ n: Int) { writeInt(Int64(n)) }
+
+    public mutating func writeInt(_ n: UInt64) { CanonicalJSON.appendDecimal(n, to: &bytes) }
+
+    /// Appends `v` in decimal, without a String or an array in between.
+    public static func appendDecimal(_ v: UInt64, to out: inout [UInt8]) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // up to 20 digits, least significant first
+        var n = 0
+        var x = v
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[n] = UInt8(48 + x % 10)
+                x /= 10
+                n += 1
+            } while x > 0
+            while n > 0 {
+                n -= 1
+                out.append(d[n])
+            }
         }
-        bytes.append(contentsOf: buffer[i...])
     }
 
     /// A time as a JSON string in the ledger's normal form.

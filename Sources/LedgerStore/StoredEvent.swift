@@ -52,7 +52,7 @@ public struct StoredEvent: Sendable, Equatable {
         out.append(contentsOf: eventPrefix)
         out.append(contentsOf: event.canonical)
         out.append(contentsOf: positionMarker)
-        appendDecimal(position, to: &out)
+        CanonicalJSON.appendDecimal(position, to: &out)
         out.append(contentsOf: recordTail)
         out.withUnsafeMutableBytes { b in
             var sha = SHA256()
@@ -70,23 +70,6 @@ public struct StoredEvent: Sendable, Equatable {
         w.writeString(recordedAt)
         w.raw("}")
         return w.bytes
-    }
-
-    static func appendDecimal(_ v: UInt64, to out: inout [UInt8]) {
-        var digits: (UInt64, UInt64) = (0, 0)  // up to 20 digits, least significant first
-        var n = 0
-        var x = v
-        withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[n] = UInt8(48 + x % 10)
-                x /= 10
-                n += 1
-            } while x > 0
-            while n > 0 {
-                n -= 1
-                out.append(d[n])
-            }
-        }
     }
 
     /// Where E ends inside C (E is first; the last `,"position":` follows it), or nil if C is not

@@ -159,4 +159,17 @@ struct CanonicalJSONTests {
         let expected = #"{"literals":[null,true,false],"numbers":[333333333,4,2,0,-1],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
         #expect(try canon(input) == expected)
     }
+
+    @Test func writesIntegersAtTheirLimits() {
+        var w = CanonicalJSON()
+        for n: Int64 in [.min, -1, 0, 7, 10, .max] {
+            w.writeInt(n)
+            w.raw(",")
+        }
+        w.writeInt(UInt64.max)
+        w.raw(",")
+        w.writeInt(Int(-42))
+        #expect(String(decoding: w.bytes, as: UTF8.self)
+            == "-9223372036854775808,-1,0,7,10,9223372036854775807,18446744073709551615,-42")
+    }
 }
