@@ -2,16 +2,42 @@
 /// `Dictionary` (SipHash per lookup, a resize that rehashes every key) costs more than the case
 /// machine itself. Both grow by doubling at half load and never remove a key.
 
-/// FNV-1a over UTF-8 bytes, then a multiply-xorshift finish so the low bits are mixed: the hash
-/// of `StringTable` and `IDFilter`.
+/// The hash of `StringTable` and `IDFilter` keys, over their UTF-8 bytes: eight bytes at a time
+/// (a multiply and a shift each, the last eight possibly overlapping the ones before), the length in
+/// the seed, and a final mix so that both the low bits (the slot) and the high bits (the tag) vary.
+/// Not stored anywhere: it may change between versions.
 @inlinable @inline(__always)
-public func keyHash<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+public func keyHash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    let n = bytes.count
+    let k: UInt64 = 0xbf58_476d_1ce4_e5b9
+    var h = 0x9e37_79b9_7f4a_7c15 &* UInt64(truncatingIfNeeded: n &+ 1)
+    if let p = bytes.baseAddress, n > 0 {
+        if n >= 8 {
+            var i = 0
+            while i + 8 < n {
+                h = (h ^ p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* k
+                h ^= h >> 31
+                i += 8
+            }
+            h = (h ^ p.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) &* k
+        } else {
+            var w: UInt64 = 0
+            for i in 0..<n { w |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << UInt64(8 * i) }
+            h = (h ^ w) &* k
+        }
+        h ^= h >> 31
+    }
     h ^= h >> 29
-    h &*= 0xbf58_476d_1ce4_e5b9
+    h &*= k
     h ^= h >> 32
     return h
+}
+
+/// `keyHash` of the string's UTF-8 bytes.
+@inlinable @inline(__always)
+public func keyHash(_ s: String) -> UInt64 {
+    if let h = s.utf8.withContiguousStorageIfAvailable({ keyHash(UnsafeRawBufferPointer($0)) }) { return h }
+    return Array(s.utf8).withUnsafeBytes { keyHash($0) }
 }
 
 /// Strings (case ids, event ids) to values: keys and values in insertion order, so a value can be
@@ -59,7 +85,7 @@ public struct StringTable<Value> {
     public var values: [Value] { Array(valueSegments.joined()) }
 
     @inlinable @inline(__always)
-    static func hash(_ s: String) -> UInt64 { keyHash(s.utf8) }
+    static func hash(_ s: String) -> UInt64 { keyHash(s) }
 
     /// The index of `key`, or nil.
     @inlinable @inline(__always)
@@ -239,23 +265,32 @@ public struct CounterTable: Sendable, Equatable {
 /// string. When a filter holds its capacity another, twice as big, is added, so nothing is ever
 /// rehashed; a lookup tests each filter (one block each). Memory: about 1.25 bytes per string.
 public struct IDFilter: Sendable {
+    @usableFromInline
     struct Filter: Sendable {
-        var words: [UInt64]
-        var mask: Int
+        @usableFromInline var words: [UInt64]
+        @usableFromInline var mask: Int
+        /// Where block 0 starts in `words`: at a 64-byte boundary, so that a block is one cache
+        /// line (an array's elements start 32 bytes into its allocation).
+        @usableFromInline var offset: Int
         var capacity: Int
         var count = 0
 
         init(capacity: Int) {
             var blocks = 1
             while blocks * 512 < capacity * 10 { blocks <<= 1 }
-            words = Array(repeating: 0, count: blocks * 8)
+            words = Array(repeating: 0, count: blocks * 8 + 7)
+            offset = words.withUnsafeBufferPointer { (8 - Int(bitPattern: $0.baseAddress!) / 8 % 8) % 8 }
             mask = blocks - 1
             self.capacity = capacity
         }
 
+        /// The index in `words` of the block for `keyHash` `h`.
+        @inlinable @inline(__always)
+        func block(_ h: UInt64) -> Int { offset + (Int(truncatingIfNeeded: h) & mask) << 3 }
+
         @inline(__always)
         func test(_ h: UInt64, _ bits: UInt64) -> Bool {
-            let base = (Int(truncatingIfNeeded: h) & mask) << 3
+            let base = block(h)
             var x = bits
             for _ in 0..<7 {
                 let b = Int(x & 511)
@@ -267,7 +302,7 @@ public struct IDFilter: Sendable {
 
         @inline(__always)
         mutating func set(_ h: UInt64, _ bits: UInt64) {
-            let base = (Int(truncatingIfNeeded: h) & mask) << 3
+            let base = block(h)
             var x = bits
             for _ in 0..<7 {
                 let b = Int(x & 511)
@@ -278,7 +313,7 @@ public struct IDFilter: Sendable {
         }
     }
 
-    private var filters: [Filter]
+    @usableFromInline var filters: [Filter]
 
     /// A filter sized for `expected` strings before it adds another.
     public init(expected: Int = 1 << 20) {
@@ -290,12 +325,6 @@ public struct IDFilter: Sendable {
     /// Bytes of bits held.
     public var bytes: Int { filters.reduce(0) { $0 + $1.words.count * 8 } }
 
-    /// `keyHash` (picks the block), and a second mix of it (picks the bits).
-    @inline(__always)
-    static func hashes<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> (UInt64, UInt64) {
-        let h = keyHash(bytes)
-        return (h, second(h))
-    }
 
     /// The bit-picking second hash for a string whose `keyHash` is `h`.
     @inline(__always)
@@ -306,7 +335,7 @@ public struct IDFilter: Sendable {
     }
 
     public mutating func insert(_ s: String) {
-        insert(hashes: IDFilter.hashes(s.utf8))
+        insert(hash: keyHash(s))
     }
 
     /// Inserts the string whose `keyHash` is `h`.
@@ -316,7 +345,7 @@ public struct IDFilter: Sendable {
 
     /// Inserts the string whose UTF-8 bytes are `bytes` (a key read from the `ids` index).
     public mutating func insert(utf8 bytes: UnsafeRawBufferPointer) {
-        insert(hashes: IDFilter.hashes(bytes))
+        insert(hash: keyHash(bytes))
     }
 
     private mutating func insert(hashes: (UInt64, UInt64)) {
@@ -327,7 +356,7 @@ public struct IDFilter: Sendable {
     }
 
     /// False when `s` was never inserted.
-    public func mayContain(_ s: String) -> Bool { mayContain(hash: keyHash(s.utf8)) }
+    public func mayContain(_ s: String) -> Bool { mayContain(hash: keyHash(s)) }
 
     /// False when no string whose `keyHash` is `h` was inserted.
     public func mayContain(hash h: UInt64) -> Bool {
@@ -337,9 +366,10 @@ public struct IDFilter: Sendable {
     }
 
     /// Reads the blocks a test of `keyHash` `h` reads, as `StringTable.touch` does.
+    @inlinable @inline(__always)
     public func touch(_ h: UInt64) -> UInt64 {
         var x: UInt64 = 0
-        for f in filters { x ^= f.words[(Int(truncatingIfNeeded: h) & f.mask) << 3] }
+        for k in filters.indices { x ^= filters[k].words[filters[k].block(h)] }
         return x
     }
 }

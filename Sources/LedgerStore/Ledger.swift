@@ -511,19 +511,16 @@ public final class Ledger: Sendable {
         // filter blocks of the whole block are read, then the entries they name, then the events
         // are applied. The reads of a block are independent, so their cache misses overlap
         // instead of stalling one after the other (the tables outgrow the CPU's caches).
-        var idHashes = [UInt64](repeating: 0, count: request.count)
-        var caseHashes = [UInt64](repeating: 0, count: request.count)
+        // (The loops that read ahead do nothing else, so that the processor can have many of
+        // those reads in flight.)
+        let idHashes = request.map { keyHash($0.id) }
+        let caseHashes = request.map { keyHash($0.caseID) }
         var touched: UInt64 = 0
         for index in request.indices {
             if index % Ledger.touchBlock == 0 {
                 let block = index..<min(index + Ledger.touchBlock, request.count)
-                for k in block {
-                    let h = keyHash(request[k].id.utf8)
-                    let c = keyHash(request[k].caseID.utf8)
-                    idHashes[k] = h
-                    caseHashes[k] = c
-                    touched ^= overlay.ids.touch(h) ^ idFilter.touch(h) ^ overlay.cases.touch(c) ^ lookup.touchCase(c)
-                }
+                for k in block { touched ^= overlay.ids.touch(idHashes[k]) ^ overlay.cases.touch(caseHashes[k]) }
+                for k in block { touched ^= idFilter.touch(idHashes[k]) ^ lookup.touchCase(caseHashes[k]) }
                 for k in block {
                     touched ^= overlay.cases.touchEntry(caseHashes[k]) ^ lookup.touchCaseEntry(caseHashes[k])
                 }

@@ -87,7 +87,7 @@ struct Overlay {
     }
 
     /// The case's record at the head if the overlay knows it.
-    func caseRecord(_ id: String) -> CaseRecord? { caseRecord(id, hash: keyHash(id.utf8)) }
+    func caseRecord(_ id: String) -> CaseRecord? { caseRecord(id, hash: keyHash(id)) }
 
     /// The case's record at the head if the overlay knows it; `h` is the id's `keyHash`.
     func caseRecord(_ id: String, hash h: UInt64) -> CaseRecord? {
@@ -154,7 +154,7 @@ extension Ledger {
     func apply(_ facts: EventFacts, id: String, idIndex: Int? = nil, caseHash: UInt64? = nil, position: UInt64,
                overlay: inout Overlay, undo: inout Overlay.Undo, delta: inout ProjectionDelta,
                stored: (String, UInt64) throws -> CaseRecord?) throws -> UInt64 {
-        let caseHash = caseHash ?? keyHash(facts.caseID.utf8)
+        let caseHash = caseHash ?? keyHash(facts.caseID)
         let ci = overlay.cases.index(of: facts.caseID, hash: caseHash) { Overlay.CaseSlot(record: nil, dirty: false) }
         let samplesBefore = delta.durations.count
         let previous: UInt64

@@ -41,7 +41,7 @@ struct TablesTests {
         var filter = IDFilter(expected: 1 << 16)
         let keys = (0..<5_000).map { $0 % 3 == 0 ? "case-with-a-long-heap-allocated-id-\($0)" : "C-\($0)" }
         for key in keys {
-            let h = keyHash(key.utf8)
+            let h = keyHash(key)
             _ = table.touch(h) ^ table.touchEntry(h) ^ filter.touch(h)
             #expect(!filter.mayContain(hash: h) || filter.mayContain(key))
             let i = table.index(of: key, hash: h) { key.uppercased() }
@@ -50,11 +50,11 @@ struct TablesTests {
         }
         #expect(table.count == 5_000)
         for key in keys {
-            let h = keyHash(key.utf8)
+            let h = keyHash(key)
             _ = table.touch(h) ^ table.touchEntry(h)
             #expect(table.index(of: key, hash: h).map { table[value: $0] } == key.uppercased())
             #expect(filter.mayContain(key) && filter.mayContain(hash: h))
         }
-        #expect(table.index(of: "C-5000", hash: keyHash("C-5000".utf8)) == nil)
+        #expect(table.index(of: "C-5000", hash: keyHash("C-5000")) == nil)
     }
 }
