@@ -513,8 +513,14 @@ public final class Ledger: Sendable {
         // instead of stalling one after the other (the tables outgrow the CPU's caches).
         // (The loops that read ahead do nothing else, so that the processor can have many of
         // those reads in flight.)
-        let idHashes = request.map { keyHash($0.id) }
-        let caseHashes = request.map { keyHash($0.caseID) }
+        var idHashes = [UInt64](repeating: 0, count: request.count)
+        var caseHashes = [UInt64](repeating: 0, count: request.count)
+        request.withUnsafeBufferPointer { events in  // (by address: `map` would copy each event)
+            for k in events.indices {
+                idHashes[k] = keyHash(events[k].id)
+                caseHashes[k] = keyHash(events[k].caseID)
+            }
+        }
         var touched: UInt64 = 0
         for index in request.indices {
             if index % Ledger.touchBlock == 0 {
@@ -707,15 +713,17 @@ final class ChainBuilder: @unchecked Sendable {
             var position = self.position
             let recordTail = self.recordTail
             if buffer.isEmpty { buffer.reserveCapacity(accepted.count * 512) }
-            for a in accepted {
-                position += 1
-                let start = buffer.count
-                StoredEvent.appendValue(to: &buffer, previous: hash, event: request[a.index], casePrevious: a.previous,
-                                        position: position, recordTail: recordTail)
-                hash.withUnsafeMutableBytes { h in
-                    buffer.withUnsafeBytes { b in h.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[start..<(start + 32)])) }
+            request.withUnsafeBufferPointer { events in  // (events by address, not copied)
+                for a in accepted {
+                    position += 1
+                    let start = buffer.count
+                    StoredEvent.appendValue(to: &buffer, previous: hash, event: events[a.index], casePrevious: a.previous,
+                                            position: position, recordTail: recordTail)
+                    hash.withUnsafeMutableBytes { h in
+                        buffer.withUnsafeBytes { b in h.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[start..<(start + 32)])) }
+                    }
+                    ends.append(buffer.count)
                 }
-                ends.append(buffer.count)
             }
             swap(&buffer, &self.buffer)
             swap(&ends, &self.ends)

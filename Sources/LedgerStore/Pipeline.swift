@@ -279,7 +279,8 @@ extension Ledger {
 
 /// Where the sequencer looks up what is not in its overlay: the frozen overlay of a checkpoint not
 /// yet seen stored, the events of groups not yet stored, and the stored state in one snapshot.
-struct Lookup {
+/// A class: the closures that read it capture one reference, not copies of its tables.
+final class Lookup {
     let txn: ReadTransaction
     /// The head of the snapshot: events after it are not stored yet.
     let storedHead: UInt64
@@ -287,6 +288,15 @@ struct Lookup {
     /// The case tables of earlier checkpoints, newest first (a cache: all of it is stored).
     let older: [StringTable<Overlay.CaseSlot>]
     let recent: [RecentGroup]
+
+    init(txn: ReadTransaction, storedHead: UInt64, frozen: Overlay?, older: [StringTable<Overlay.CaseSlot>],
+         recent: [RecentGroup]) {
+        self.txn = txn
+        self.storedHead = storedHead
+        self.frozen = frozen
+        self.older = older
+        self.recent = recent
+    }
 
     /// A case's record from the frozen overlay or an older checkpoint's table, newest first; `h`
     /// is the id's `keyHash`.
