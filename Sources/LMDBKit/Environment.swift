@@ -222,6 +222,26 @@ public final class Environment: @unchecked Sendable {
         }
     }
 
+    /// Drops the mapped pages (`releaseMappedPages`) once the calling thread has taken
+    /// `budget.faults` minor page faults since the last drop `budget` saw; returns whether it did.
+    ///
+    /// Each fault on the map maps up to 16 pages around the one read (Linux's fault-around, 64 KiB;
+    /// `MADV_RANDOM` does not turn it off), so a thread that reads scattered pages maps 16 times
+    /// what it reads. With this called between reads it maps at most about `faults` × 64 KiB of the
+    /// file. Faults on the heap count too: they only make drops more frequent.
+    @discardableResult
+    public func releaseMappedPages(ifOver budget: inout FaultBudget) -> Bool {
+        let now = FaultBudget.threadFaults()
+        guard let mark = budget.mark else {
+            budget.mark = now
+            return false
+        }
+        guard now - mark >= budget.faults else { return false }
+        releaseMappedPages()
+        budget.mark = FaultBudget.threadFaults()
+        return true
+    }
+
     /// LMDB does not tell where it mapped the file (`me_mapaddr` is set only with
     /// MDB_FIXEDMAP), so find the mappings of data.mdb's inode in /proc/self/maps.
     private func findMapRanges() -> [(start: UInt, length: Int)] {
@@ -257,5 +277,23 @@ public final class Environment: @unchecked Sendable {
     /// - Throws: `LMDBError` (for example `EEXIST` when the directory already holds a data file).
     public func copy(to path: String, compact: Bool = true) throws(LMDBError) {
         try check(mdb_env_copy2(env, path, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2(\(path))")
+    }
+}
+
+/// The page faults a thread may take between two drops of the mapped pages
+/// (`Environment.releaseMappedPages(ifOver:)`). It counts the faults of the thread that first
+/// uses it: use it on one thread only.
+public struct FaultBudget: Sendable {
+    public let faults: Int
+    /// The thread's fault count at the last drop (nil until first used).
+    var mark: Int?
+
+    public init(faults: Int) { self.faults = faults }
+
+    /// The calling thread's minor page faults so far.
+    static func threadFaults() -> Int {
+        var usage = rusage()
+        guard getrusage(__rusage_who_t(1), &usage) == 0 else { return 0 }  // 1: RUSAGE_THREAD (not imported)
+        return Int(usage.ru_minflt)
     }
 }

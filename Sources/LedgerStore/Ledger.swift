@@ -56,12 +56,12 @@ public final class Ledger: Sendable {
     let writer: Mutex<WriterState>
     /// What is durable: readers see this.
     let committed: Mutex<CommittedState>
-    /// Cases the sequencer read from `cases` (not cached): every `readsPerRelease` of them the
-    /// pages they mapped are dropped, so that cache misses do not grow the resident set.
-    let storedCaseReads = Atomic<Int>(0)
+    /// The page faults a thread that reads scattered pages of the indexes (the sequencer's case and
+    /// id lookups, a checkpoint's chunk) may take between two drops of the mapped pages: about
+    /// 16 MiB of the file (`Environment.releaseMappedPages(ifOver:)`).
+    static let faultsPerRelease = 64
     /// Where `appendRequest` folds the words it read ahead, so that those reads are not dropped.
     let touchSink = Atomic<UInt64>(0)
-    static let readsPerRelease = 2048
 
     struct WriterState {
         /// The last position sequenced (its hash is known only to the chain builder and, once
@@ -88,6 +88,8 @@ public final class Ledger: Sendable {
         /// Every id in the log (and some taken back): an id it does not hold is new, without a
         /// lookup in `ids`.
         var idFilter = IDFilter()
+        /// The sequencer's page faults since it last dropped the mapped pages (`Lookup.readingStored`).
+        var faults = FaultBudget(faults: Ledger.faultsPerRelease)
 
         /// Once the frozen overlay's checkpoint is stored (`stored` has reached it), keeps only its
         /// cases, as a cache: its ids and samples are in their databases.
@@ -538,7 +540,7 @@ public final class Ledger: Sendable {
             let existing = overlay.ids[value: ii] != 0
                 ? overlay.ids[value: ii]
                 : !idFilter.mayContain(hash: idHash) ? nil  // never seen: new, no lookup
-                : try lookup.frozen?.position(ofID: id) ?? storedPosition(ofID: id, txn: lookup.txn)
+                : try lookup.frozen?.position(ofID: id) ?? lookup.readingStored { try storedPosition(ofID: id, txn: lookup.txn) }
             if let existing {
                 let original: [UInt8]
                 if existing > groupStart {  // earlier in this group
@@ -566,10 +568,7 @@ public final class Ledger: Sendable {
                 previous = try apply(request[index].facts, id: id, idIndex: ii, caseHash: caseHashes[index],
                                      position: position, overlay: &overlay, undo: &undo, delta: &delta) { caseID, h in
                     if let cached = lookup.cachedCaseRecord(caseID, hash: h) { return cached }
-                    if storedCaseReads.wrappingAdd(1, ordering: .relaxed).newValue % Ledger.readsPerRelease == 0 {
-                        environment.releaseMappedPages()
-                    }
-                    return try storedCaseRecord(caseID, txn: lookup.txn)
+                    return try lookup.readingStored { try storedCaseRecord(caseID, txn: lookup.txn) }
                 }
             } catch let e as LedgerError {
                 throw e.at(index: index)

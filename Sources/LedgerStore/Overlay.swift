@@ -267,11 +267,17 @@ extension Ledger {
     /// Puts the entries `order` names (indexes into `keys`, in key order) into `db`, `value`
     /// writing the value of entry `i`. Keys past the tree's last key are appended (`MDB_APPEND`:
     /// no search from the root), which is most new cases and ids when keys grow with time.
+    ///
+    /// It drops the mapped pages whenever it took `Ledger.faultsPerRelease` page faults: each page
+    /// of the tree it reads maps the 64 KiB of the file around it (fault-around), so one chunk of a
+    /// large tree would otherwise map about 16 times the pages it touches (90 MiB at 2M events).
     private func putSorted(_ key: (Int) -> String, _ order: ArraySlice<Int>, into db: Database, txn: WriteTransaction,
                            value: (Int, inout [UInt8]) -> Void) throws {
         var buffer: [UInt8] = []
         var appending = LastKey(txn: txn, db: db)
-        for i in order {
+        var faults = FaultBudget(faults: Ledger.faultsPerRelease)
+        for (n, i) in order.enumerated() {
+            if n % 16 == 15 { environment.releaseMappedPages(ifOver: &faults) }
             var key = key(i)
             buffer.removeAll(keepingCapacity: true)
             value(i, &buffer)

@@ -78,7 +78,9 @@ extension Ledger {
         state.recent.removeAll { $0.start + UInt64($0.accepted.count) <= committed.head.position }
         return try environment.read { txn in
             let lookup = Lookup(txn: txn, storedHead: try storedHead(txn).position, frozen: state.frozen,
-                                older: state.older, recent: state.recent)
+                                older: state.older, recent: state.recent, environment: environment,
+                                faults: state.faults)
+            defer { state.faults = lookup.faults }
             var validated: [Result<[AppendResult], LedgerError>] = []
             validated.reserveCapacity(requests.count)
             var accepted: [AcceptedEvent] = []
@@ -288,14 +290,28 @@ final class Lookup {
     /// The case tables of earlier checkpoints, newest first (a cache: all of it is stored).
     let older: [StringTable<Overlay.CaseSlot>]
     let recent: [RecentGroup]
+    let environment: Environment
+    /// The sequencer's page faults since its mapped pages were last dropped (`WriterState.faults`,
+    /// handed back after the group).
+    private(set) var faults: FaultBudget
 
     init(txn: ReadTransaction, storedHead: UInt64, frozen: Overlay?, older: [StringTable<Overlay.CaseSlot>],
-         recent: [RecentGroup]) {
+         recent: [RecentGroup], environment: Environment, faults: FaultBudget) {
         self.txn = txn
         self.storedHead = storedHead
         self.frozen = frozen
         self.older = older
         self.recent = recent
+        self.environment = environment
+        self.faults = faults
+    }
+
+    /// Runs `body`, a read of the stored indexes, then drops the mapped pages if the reads so far
+    /// took `Ledger.faultsPerRelease` faults: reads of cases and ids not cached go all over the
+    /// file, and each maps 64 KiB of it (`Environment.releaseMappedPages(ifOver:)`).
+    func readingStored<T>(_ body: () throws -> T) rethrows -> T {
+        defer { environment.releaseMappedPages(ifOver: &faults) }
+        return try body()
     }
 
     /// A case's record from the frozen overlay or an older checkpoint's table, newest first; `h`
