@@ -689,11 +689,15 @@ final class ChainBuilder: @unchecked Sendable {
         var lastHash: [UInt8] { hash }
     }
 
-    /// Starts a group whose events are recorded with `recordTail` (`,"recorded_at":"…"}`).
-    func begin(recordTail: [UInt8]) {
+    /// Starts a group of at most `events` events recorded with `recordTail` (`,"recorded_at":"…"}`).
+    func begin(recordTail: [UInt8], events: Int) {
         queue.async { [self] in
+            // Room for the whole group up front: a buffer grown by doubling copies itself (and
+            // faults in fresh pages) several times per group.
             buffer = []
+            buffer.reserveCapacity(events * 512)
             ends = []
+            ends.reserveCapacity(events)
             self.recordTail = recordTail
         }
     }
@@ -711,7 +715,6 @@ final class ChainBuilder: @unchecked Sendable {
             swap(&hash, &self.hash)
             var position = self.position
             let recordTail = self.recordTail
-            if buffer.isEmpty { buffer.reserveCapacity(accepted.count * 512) }
             request.withUnsafeBufferPointer { events in  // (events by address, not copied)
                 for a in accepted {
                     position += 1

@@ -86,7 +86,8 @@ extension Ledger {
             var accepted: [AcceptedEvent] = []
             let start = state.head.position
             let chain = state.chain
-            chain.begin(recordTail: StoredEvent.recordTail(recordedAt: recordedAt.description))
+            chain.begin(recordTail: StoredEvent.recordTail(recordedAt: recordedAt.description),
+                        events: requests.reduce(0) { $0 + $1.count })
             var delta = ProjectionDelta()
             for (r, request) in requests.enumerated() {
                 var undo = Overlay.Undo(durations: state.overlay.durations.count)
