@@ -255,8 +255,7 @@
             // Copied out at its exact size (this way of making an Array is also the cheapest).
             canonical = Array(UnsafeBufferPointer(start: scratch.bytes, count: w.count))
         }
-        return Event(id: idString, type: type, caseID: caseString, at: atTime,
-                     expectedVersion: expectedVersion, canonical: canonical, facts: facts)
+        return Event(at: atTime, canonical: canonical, facts: facts)
     }
 
     /// `data` from its `{`, into `scratch`; false when not of the simple shape.

@@ -3,14 +3,24 @@
 /// `canonical` is the RFC 8785 form of the envelope with `at` normalised to UTC: the bytes that are
 /// stored, hashed and compared for idempotency.
 public struct Event: Sendable, Equatable {
-    public let id: String
-    public let type: EventType
-    public let caseID: String
     public let at: Timestamp
-    public let expectedVersion: Int64?
     public let canonical: [UInt8]
-    /// What the case machine reads of it, without JSON.
+    /// What the case machine reads of it, without JSON; also holds the id, the type, the case and
+    /// the expected version, so that an event carries each once (events are copied and queued by
+    /// the thousand).
     public let facts: EventFacts
+
+    public var id: String { facts.id }
+    public var type: EventType { facts.type }
+    public var caseID: String { facts.caseID }
+    public var expectedVersion: Int64? { facts.expectedVersion < 0 ? nil : facts.expectedVersion }
+
+    /// - Precondition: `facts` are those of the envelope whose canonical form is `canonical`.
+    init(at: Timestamp, canonical: [UInt8], facts: EventFacts) {
+        self.at = at
+        self.canonical = canonical
+        self.facts = facts
+    }
 
     /// The envelope's `data`, parsed from `canonical` (not kept: the hot paths read `facts`).
     public var data: JSONObject {
@@ -83,8 +93,7 @@ public struct Event: Sendable, Equatable {
         w.writeKey("id"); w.writeString(id); w.raw(",")
         w.writeKey("type"); w.writeString(type.rawValue)
         w.raw("}")
-        return Event(id: id, type: type, caseID: caseID, at: at, expectedVersion: expectedVersion,
-                     canonical: w.bytes, facts: facts)
+        return Event(at: at, canonical: w.bytes, facts: facts)
     }
 
     /// Validates a JSON text holding one envelope.
