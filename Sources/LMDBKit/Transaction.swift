@@ -139,6 +139,16 @@ public struct WriteTransaction: Transaction {
         try check(rc, "mdb_put")
     }
 
+    /// Calls `body` with a cursor on `db` for a run of puts. Puts through one cursor in key order
+    /// (or appends) cost a search within the page it is on, where `put` searches from the root
+    /// each time: LMDB's fast path for bulk loads. The cursor is valid only inside `body`.
+    public func withCursor<T>(_ db: Database, _ body: (WriteCursor) throws -> T) throws -> T {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(handle, db.dbi, &cursor), "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        return try body(WriteCursor(handle: cursor!))
+    }
+
     /// Removes `key`. Returns false when it was not present.
     @discardableResult
     public func delete(_ db: Database, key: [UInt8]) throws(LMDBError) -> Bool {
@@ -172,5 +182,17 @@ public struct WriteTransaction: Transaction {
         }
         try check(mdb_txn_commit(child.handle), "mdb_txn_commit(nested)")
         return result
+    }
+}
+
+/// A cursor of a write transaction, for runs of puts (`WriteTransaction.withCursor`).
+public struct WriteCursor {
+    let handle: OpaquePointer
+
+    /// Stores `value` under `key`, as `WriteTransaction.put` does.
+    public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: PutFlags = []) throws(LMDBError) {
+        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+        try check(mdb_cursor_put(handle, &k, &v, flags.rawValue), "mdb_cursor_put")
     }
 }

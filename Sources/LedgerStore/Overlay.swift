@@ -276,14 +276,16 @@ extension Ledger {
         var buffer: [UInt8] = []
         var appending = LastKey(txn: txn, db: db)
         var faults = FaultBudget(faults: Ledger.faultsPerRelease)
-        for (n, i) in order.enumerated() {
-            if n % 16 == 15 { environment.releaseMappedPages(ifOver: &faults) }
-            var key = key(i)
-            buffer.removeAll(keepingCapacity: true)
-            value(i, &buffer)
-            try key.withUTF8 { k in
-                let flags = try appending.flags(for: UnsafeRawBufferPointer(k))
-                try buffer.withUnsafeBytes { v in try txn.put(db, key: UnsafeRawBufferPointer(k), value: v, flags: flags) }
+        try txn.withCursor(db) { cursor in  // (one cursor: sorted puts search from where it is)
+            for (n, i) in order.enumerated() {
+                if n % 16 == 15 { environment.releaseMappedPages(ifOver: &faults) }
+                var key = key(i)
+                buffer.removeAll(keepingCapacity: true)
+                value(i, &buffer)
+                try key.withUTF8 { k in
+                    let flags = try appending.flags(for: UnsafeRawBufferPointer(k))
+                    try buffer.withUnsafeBytes { v in try cursor.put(key: UnsafeRawBufferPointer(k), value: v, flags: flags) }
+                }
             }
         }
     }

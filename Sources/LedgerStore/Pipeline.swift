@@ -160,9 +160,11 @@ extension Ledger {
         let head = Head(position: group.start + UInt64(group.accepted), hash: chain.lastHash)
         let outcome = withMapGrowth { () throws in
             try environment.write { txn in
-                try chain.forEach { k, value in
-                    try withUnsafeBytes(of: (group.start + UInt64(k) + 1).bigEndian) { key in
-                        try txn.put(events, key: key, value: value, flags: .append)
+                try txn.withCursor(events) { cursor in
+                    try chain.forEach { k, value in
+                        try withUnsafeBytes(of: (group.start + UInt64(k) + 1).bigEndian) { key in
+                            try cursor.put(key: key, value: value, flags: .append)
+                        }
                     }
                 }
                 if let work = group.checkpoint {

@@ -193,4 +193,38 @@ struct EnvironmentTests {
         #expect(unbounded > 3 * bounded, "mapped \(unbounded) KiB without a budget, \(bounded) KiB with one")
         #expect(bounded < 16 * 256 + 8_192, "at most about 16 faults × fault-around (plus slack): \(bounded) KiB")
     }
+
+    /// Puts through one cursor: sorted keys, appends, and an out-of-order append that fails.
+    @Test func cursorPutsInOrderAndAppends() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let env = try Environment(path: dir)
+        let db = try env.openDatabase("t")
+        try env.write { txn in for k in stride(from: 2, through: 2_000, by: 2) as StrideThrough<UInt64> { try txn.put(db, key: k, value: [1]) } }
+        try env.write { txn in
+            try txn.withCursor(db) { cursor in
+                for k in stride(from: 1, through: 1_999, by: 2) as StrideThrough<UInt64> {  // between the stored keys
+                    try withUnsafeBytes(of: k.bigEndian) { key in
+                        try [UInt8(2)].withUnsafeBytes { try cursor.put(key: key, value: $0) }
+                    }
+                }
+                for k in 2_001...3_000 as ClosedRange<UInt64> {
+                    try withUnsafeBytes(of: k.bigEndian) { key in
+                        try [UInt8(3)].withUnsafeBytes { try cursor.put(key: key, value: $0, flags: .append) }
+                    }
+                }
+                #expect(throws: LMDBError.self) {
+                    try withUnsafeBytes(of: UInt64(10).bigEndian) { key in
+                        try [UInt8(4)].withUnsafeBytes { try cursor.put(key: key, value: $0, flags: .append) }
+                    }
+                }
+            }
+        }
+        let (count, odd, even, appended, ten) = try env.read { txn in
+            (try txn.count(db), try txn.get(db, key: 999), try txn.get(db, key: 1_000), try txn.get(db, key: 3_000),
+             try txn.get(db, key: 10))
+        }
+        #expect(count == 3_000)
+        #expect(odd == [2] && even == [1] && appended == [3])
+        #expect(ten == [1], "the failed append changed nothing")
+    }
 }
