@@ -33,7 +33,7 @@ struct CheckpointWork: Sendable {
 }
 
 /// A group sequenced and perhaps not stored yet: where a duplicate's original is read from.
-struct RecentGroup {
+struct RecentGroup: Sendable {
     let start: UInt64
     let requests: [[Event]]
     let accepted: [Ledger.AcceptedEvent]
@@ -75,7 +75,14 @@ extension Ledger {
         let committed = self.committed.withLock { $0 }
         // The snapshot below is taken after this, so it holds what a retired frozen overlay held.
         state.retireFrozen(stored: committed.checkpoint)
-        state.recent.removeAll { $0.start + UInt64($0.accepted.count) <= committed.head.position }
+        let stored = state.recent.prefix { $0.start + UInt64($0.accepted.count) <= committed.head.position }.count
+        if stored > 0 {
+            // Freeing thousands of events is not the sequencer's job: the last reference may be
+            // these, so they go to another thread.
+            let dropped = Array(state.recent[..<stored])
+            state.recent.removeFirst(stored)
+            Ledger.releaseQueue.async { withExtendedLifetime(dropped) {} }
+        }
         return try environment.read { txn in
             let lookup = Lookup(txn: txn, storedHead: try storedHead(txn).position, frozen: state.frozen,
                                 older: state.older, recent: state.recent, environment: environment,
@@ -269,6 +276,9 @@ extension Ledger {
 }
 
 extension Ledger {
+    /// Where the sequencer sends what it no longer needs, to be freed off its thread.
+    static let releaseQueue = DispatchQueue(label: "ledger-release", qos: .utility)
+
     /// Commits between two drops of the mapped pages (`Environment.releaseMappedPages`) when no
     /// checkpoint is being written.
     static let commitsPerRelease = 8
@@ -313,9 +323,14 @@ final class Lookup {
     /// took `Ledger.faultsPerRelease` faults: reads of cases and ids not cached go all over the
     /// file, and each maps 64 KiB of it (`Environment.releaseMappedPages(ifOver:)`).
     func readingStored<T>(_ body: () throws -> T) rethrows -> T {
-        defer { environment.releaseMappedPages(ifOver: &faults) }
+        defer {
+            // Checked every 16th read: asking the kernel for the fault count costs about a read.
+            storedReads &+= 1
+            if storedReads % 16 == 0 { environment.releaseMappedPages(ifOver: &faults) }
+        }
         return try body()
     }
+    private var storedReads = 0
 
     /// A case's record from the frozen overlay or an older checkpoint's table, newest first; `h`
     /// is the id's `keyHash`.
