@@ -87,7 +87,7 @@ public final class Ledger: Sendable {
         var recent: [RecentGroup] = []
         /// Every id in the log (and some taken back): an id it does not hold is new, without a
         /// lookup in `ids`.
-        var idFilter = IDFilter()
+        var idFilters = IDFilters()
         /// The sequencer's page faults since it last dropped the mapped pages (`Lookup.readingStored`).
         var faults = FaultBudget(faults: Ledger.faultsPerRelease)
 
@@ -118,7 +118,9 @@ public final class Ledger: Sendable {
     }
 
     /// The on-disk format this code writes and reads.
-    public static let formatVersion: UInt64 = 2
+    /// 3: the `ids` index in runs (`IDIndex`). A writer upgrades a ledger of format 2 at open by
+    /// rebuilding that index; readers ask for that first.
+    public static let formatVersion: UInt64 = 3
     /// How the projections are computed; a ledger whose projections were made by another version
     /// is rebuilt at open (by a writer).
     public static let projectionVersion: UInt64 = 4
@@ -186,7 +188,7 @@ public final class Ledger: Sendable {
             }
             throw StoreError("cannot open the ledger in \(directory)", underlying: error)
         }
-        let state: (Head, ReportWindow, Bool)
+        let state: (Head, ReportWindow, Bool, Bool)
         do {
             state = try Ledger.checkFormatAndHead(environment, meta: meta, events: events, options: options)
         } catch let e as StoreError {
@@ -202,8 +204,8 @@ public final class Ledger: Sendable {
                                    chain: chain, epoch: 0))
         committed = Mutex(CommittedState(head: state.0, counters: CounterTable(), checkpoint: state.0.position))
         do {
-            if state.2 {
-                try rebuildProjections(progress: options.rebuildProgress)
+            if state.2 || state.3 {
+                try rebuildProjections(allIDs: state.3, progress: options.rebuildProgress)
             } else if !options.readOnly {
                 let loaded = try loadWriterState(epoch: 0, chain: chain)
                 writer.withLock { $0 = loaded }
@@ -227,9 +229,10 @@ public final class Ledger: Sendable {
     static let projectionVersionKey = Array("projection_version".utf8)
 
     /// Reads the format, head and window; writes them for a new ledger; checks the head against
-    /// the log. Returns whether the projections must be rebuilt.
+    /// the log. Returns whether the projections must be rebuilt, and whether the ledger is of
+    /// format 2 (its `ids` index is rebuilt in runs, and the format set to 3, with them).
     private static func checkFormatAndHead(_ env: Environment, meta: Database, events: Database,
-                                           options: Options) throws -> (Head, ReportWindow, Bool) {
+                                           options: Options) throws -> (Head, ReportWindow, Bool, Bool) {
         let stored: (format: UInt64?, head: Head?, last: UInt64?, window: ReportWindow?, projected: UInt64?, version: UInt64?) = try env.read { txn in
             let format = try txn.get(meta, key: formatKey).map(decodeUInt64)
             let head = try txn.get(meta, key: headKey).flatMap(decodeHead)
@@ -240,7 +243,7 @@ public final class Ledger: Sendable {
             return (format, head, last, window, projected, version)
         }
         guard let format = stored.format else {
-            if options.readOnly { return (.empty, .pilot, false) }
+            if options.readOnly { return (.empty, .pilot, false, false) }
             let window = options.window ?? .pilot
             try env.write { txn in
                 try txn.put(meta, key: formatKey, value: encodeUInt64(formatVersion))
@@ -249,9 +252,13 @@ public final class Ledger: Sendable {
                 try txn.put(meta, key: projectedKey, value: encodeUInt64(0))
                 try txn.put(meta, key: projectionVersionKey, value: encodeUInt64(projectionVersion))
             }
-            return (.empty, window, false)
+            return (.empty, window, false, false)
         }
-        guard format == formatVersion else {
+        let upgrade = format == 2 && !options.readOnly
+        if format == 2 && options.readOnly {
+            throw StoreError("the ledger's format is version 2 and this program reads version \(formatVersion); start ledgerd on it once (or run `ledgerctl replay`), which upgrades it in place, then retry")
+        }
+        guard format == formatVersion || upgrade else {
             throw StoreError("the ledger's format is version \(format), this program reads version \(formatVersion); use the matching release")
         }
         let head = stored.head ?? .empty
@@ -260,10 +267,10 @@ public final class Ledger: Sendable {
             throw StoreError("the ledger is inconsistent: its head says position \(head.position) but the log ends at \(stored.last ?? 0); run `ledgerctl verify`")
         }
         let storedWindow = stored.window ?? .pilot
-        if options.readOnly { return (head, storedWindow, false) }
+        if options.readOnly { return (head, storedWindow, false, false) }
         let window = options.window ?? storedWindow
         let stale = (stored.projected ?? 0) > head.position || stored.window != window || stored.version != projectionVersion
-        return (head, window, stale)
+        return (head, window, stale, upgrade)
     }
 
     /// Clears LMDB reader slots left by processes that died; returns how many.
@@ -448,9 +455,10 @@ public final class Ledger: Sendable {
             try drain(&state)
             guard state.overlay.checkpoint < state.head.position else { return }
             let plan = CheckpointPlan(state.overlay, counters: state.counters, position: state.head.position,
-                                      chunkKeys: options.checkpointChunkKeys)
+                                      runStart: state.overlay.checkpoint + 1, chunkKeys: options.checkpointChunkKeys)
             try writeCheckpointChunksNow(plan, 0..<plan.chunks)
             state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents)
+            state.idFilters.closeRun(next: state.head.position + 1)
         }
     }
 
@@ -505,7 +513,7 @@ public final class Ledger: Sendable {
     /// `accepted`).
     func appendRequest(_ r: Int, requests: [[Event]], groupStart: UInt64, lookup: Lookup,
                        accepted: inout [AcceptedEvent], overlay: inout Overlay, undo: inout Overlay.Undo,
-                       delta: inout ProjectionDelta, idFilter: inout IDFilter) throws -> [AppendResult] {
+                       delta: inout ProjectionDelta, idFilters: inout IDFilters) throws -> [AppendResult] {
         let request = requests[r]
         var results: [AppendResult] = []
         results.reserveCapacity(request.count)
@@ -528,7 +536,7 @@ public final class Ledger: Sendable {
             if index % Ledger.touchBlock == 0 {
                 let block = index..<min(index + Ledger.touchBlock, request.count)
                 for k in block { touched ^= overlay.ids.touch(idHashes[k]) ^ overlay.cases.touch(caseHashes[k]) }
-                for k in block { touched ^= idFilter.touch(idHashes[k]) ^ lookup.touchCase(caseHashes[k]) }
+                for k in block { touched ^= idFilters.all.touch(idHashes[k]) ^ lookup.touchCase(caseHashes[k]) }
                 for k in block {
                     touched ^= overlay.cases.touchEntry(caseHashes[k]) ^ lookup.touchCaseEntry(caseHashes[k])
                 }
@@ -539,8 +547,10 @@ public final class Ledger: Sendable {
             let ii = overlay.ids.index(of: id, hash: idHash) { 0 }
             let existing = overlay.ids[value: ii] != 0
                 ? overlay.ids[value: ii]
-                : !idFilter.mayContain(hash: idHash) ? nil  // never seen: new, no lookup
-                : try lookup.frozen?.position(ofID: id) ?? lookup.readingStored { try storedPosition(ofID: id, txn: lookup.txn) }
+                : !idFilters.all.mayContain(hash: idHash) ? nil  // never seen: new, no lookup
+                : try lookup.frozen?.position(ofID: id) ?? lookup.readingStored {
+                    try storedPosition(ofID: id, hash: idHash, filters: idFilters, txn: lookup.txn)
+                }
             if let existing {
                 let original: [UInt8]
                 if existing > groupStart {  // earlier in this group
@@ -573,7 +583,7 @@ public final class Ledger: Sendable {
             } catch let e as LedgerError {
                 throw e.at(index: index)
             }
-            idFilter.insert(hash: idHash)
+            idFilters.insert(hash: idHash)
             accepted.append(AcceptedEvent(request: r, index: index, previous: previous))
             results.append(AppendResult(position: position, duplicate: false))
         }

@@ -134,13 +134,6 @@ extension Ledger {
         }
     }
 
-    func storedPosition(ofID id: String, txn: some Transaction) throws -> UInt64? {
-        var key = id
-        return try key.withUTF8 { k in
-            try txn.withValue(ids, key: UnsafeRawBufferPointer(k)) { Ledger.decodeUInt64($0) }
-        }
-    }
-
     /// Applies the event with `facts` and `id` at `position` to its case in `overlay` (noting in
     /// `undo` what it replaced) and adds its effect to `delta`. The one path of appending and of
     /// catching up after the checkpoint.
@@ -248,7 +241,7 @@ extension Ledger {
         try putSorted(overlay.cases.key(at:), plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
             overlay.cases[value: i].record!.encode(into: &out)
         }
-        try putSorted(overlay.ids.key(at:), plan.slice(idOrder, chunk), into: ids, txn: txn) { i, out in
+        try putSorted(overlay.ids.key(at:), plan.slice(idOrder, chunk), into: ids, prefix: plan.runStart, txn: txn) { i, out in
             withUnsafeBytes(of: overlay.ids[value: i].bigEndian) { out.append(contentsOf: $0) }
         }
         if chunk == plan.chunks - 1 {
@@ -271,20 +264,27 @@ extension Ledger {
     /// It drops the mapped pages whenever it took `Ledger.faultsPerRelease` page faults: each page
     /// of the tree it reads maps the 64 KiB of the file around it (fault-around), so one chunk of a
     /// large tree would otherwise map about 16 times the pages it touches (90 MiB at 2M events).
-    private func putSorted(_ key: (Int) -> String, _ order: ArraySlice<Int>, into db: Database, txn: WriteTransaction,
-                           value: (Int, inout [UInt8]) -> Void) throws {
+    /// - Parameter prefix: written before each key (big-endian), for the `ids` index's runs.
+    private func putSorted(_ key: (Int) -> String, _ order: ArraySlice<Int>, into db: Database, prefix: UInt64? = nil,
+                           txn: WriteTransaction, value: (Int, inout [UInt8]) -> Void) throws {
         var buffer: [UInt8] = []
+        var keyBytes: [UInt8] = []
         var appending = LastKey(txn: txn, db: db)
         var faults = FaultBudget(faults: Ledger.faultsPerRelease)
         try txn.withCursor(db) { cursor in  // (one cursor: sorted puts search from where it is)
             for (n, i) in order.enumerated() {
                 if n % 16 == 15 { environment.releaseMappedPages(ifOver: &faults) }
-                var key = key(i)
+                if let prefix {
+                    Ledger.idKey(run: prefix, key(i), into: &keyBytes)
+                } else {
+                    keyBytes.removeAll(keepingCapacity: true)
+                    keyBytes.append(contentsOf: key(i).utf8)
+                }
                 buffer.removeAll(keepingCapacity: true)
                 value(i, &buffer)
-                try key.withUTF8 { k in
-                    let flags = try appending.flags(for: UnsafeRawBufferPointer(k))
-                    try buffer.withUnsafeBytes { v in try cursor.put(key: UnsafeRawBufferPointer(k), value: v, flags: flags) }
+                try keyBytes.withUnsafeBytes { k in
+                    let flags = try appending.flags(for: k)
+                    try buffer.withUnsafeBytes { v in try cursor.put(key: k, value: v, flags: flags) }
                 }
             }
         }
@@ -407,11 +407,15 @@ final class CheckpointPlan: Sendable {
     /// The cases' and the ids' indexes in key order, sorted by the first chunk's writer.
     private let orders = Mutex<(cases: [Int], ids: [Int])?>(nil)
 
+    /// The start of the run the ids go to (the position after the previous checkpoint; `IDIndex`).
+    let runStart: UInt64
+
     /// A plan for `overlay` in chunks of at most about `chunkKeys` cases and ids.
-    init(_ overlay: Overlay, counters: CounterTable, position: UInt64, chunkKeys: Int) {
+    init(_ overlay: Overlay, counters: CounterTable, position: UInt64, runStart: UInt64, chunkKeys: Int) {
         self.overlay = overlay
         self.counters = counters
         self.position = position
+        self.runStart = runStart
         let keys = max(chunkKeys, 1)
         chunks = max(1, (max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys)
     }

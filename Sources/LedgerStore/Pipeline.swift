@@ -104,7 +104,7 @@ extension Ledger {
                 do {
                     let result = try appendRequest(r, requests: requests, groupStart: start, lookup: lookup,
                                                    accepted: &accepted, overlay: &state.overlay, undo: &undo, delta: &delta,
-                                                   idFilter: &state.idFilter)
+                                                   idFilters: &state.idFilters)
                     delta.apply(to: &state.counters)
                     validated.append(.success(result))
                     if accepted.count > before { chain.add(request, Array(accepted[before...])) }
@@ -137,9 +137,11 @@ extension Ledger {
                 // The overlay as of this group is written with it and the groups after it; until
                 // its last chunk is seen stored, the frozen overlay answers the lookups of its ids
                 // and cases, and then it stays as a cache of the cases (the previous one goes).
+                let runStart = state.overlay.checkpoint + 1
                 let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents)
                 let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
-                                          chunkKeys: options.checkpointChunkKeys)
+                                          runStart: runStart, chunkKeys: options.checkpointChunkKeys)
+                state.idFilters.closeRun(next: state.head.position + 1)
                 checkpoint = CheckpointWork(plan: plan, chunk: 0)
                 if let previous = state.frozen { state.older.insert(previous.cases, at: 0) }
                 state.frozen = frozen
@@ -235,22 +237,9 @@ extension Ledger {
             chain.reset(to: current.head)
             var state = WriterState(head: current.head, counters: current.counters, overlay: current.overlay, chain: chain,
                                     epoch: epoch)
-            state.idFilter = try idFilter(txn, overlay: current.overlay)
+            state.idFilters = try idFilters(txn, overlay: current.overlay)
             return state
         }
-    }
-
-    /// A filter of every id in the log as `txn` sees it: those in `ids` and those in `overlay`
-    /// (the events after the checkpoint). A scan of the index: about 70 ms per 1,000,000 ids here.
-    func idFilter(_ txn: some Transaction, overlay: Overlay) throws -> IDFilter {
-        let stored = try txn.count(ids)
-        var filter = IDFilter(expected: max(2 * (stored + overlay.ids.count), 1 << 20))
-        try txn.scan(ids, from: nil) { key, _ in
-            filter.insert(utf8: key)
-            return true
-        }
-        for i in overlay.ids.indices where overlay.ids[value: i] != 0 { filter.insert(overlay.ids.key(at: i)) }
-        return filter
     }
 
     /// Waits until every sequenced group has been committed (or failed): for readers and

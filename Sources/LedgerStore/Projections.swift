@@ -123,6 +123,12 @@ extension Ledger {
     /// - Parameter progress: events done and the head, now and then.
     /// - Throws: `StoreError` when the log holds an event its case does not allow (altered log).
     public func rebuildProjections(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws {
+        try rebuildProjections(allIDs: false, progress: progress)
+    }
+
+    /// - Parameter allIDs: rebuild the whole `ids` index as well (from format 2, whose index was
+    ///   not in runs).
+    func rebuildProjections(allIDs: Bool, progress: (UInt64, UInt64) -> Void) throws {
         try writer.withLock { state in
             try drain(&state)
             let head = state.head
@@ -130,8 +136,10 @@ extension Ledger {
             // The ids of the events after the old checkpoint are not in the `ids` index yet.
             var newIDs: [String] = []
             var newPositions: [UInt64] = []
+            var runStart: UInt64 = 1
             try environment.read { txn in
-                let checkpoint = min(try storedCheckpoint(txn), head.position)
+                let checkpoint = allIDs ? 0 : min(try storedCheckpoint(txn), head.position)
+                runStart = checkpoint + 1
                 try forEachFacts(to: head.position, txn: txn, progress: progress) { position, facts in
                     do { try replay.apply(facts, position: position) } catch let error as LedgerError {
                         throw StoreError.brokenRule(position, error)
@@ -152,7 +160,7 @@ extension Ledger {
             let counters = replay.counters
             let outcome = withMapGrowth { () throws in
                 try environment.write { txn in
-                    for db in [cases, projections, durations] { try txn.clear(db) }
+                    for db in [cases, projections, durations] + (allIDs ? [ids] : []) { try txn.clear(db) }
                     for i in caseOrder {
                         let record = CaseRecord(state: replay.cases[value: i], last: replay.lastPositions[i])
                         try txn.put(cases, key: Array(caseKeys[i].utf8), value: record.encoded(), flags: .append)
@@ -161,13 +169,17 @@ extension Ledger {
                     for (k, v) in counters.all where v != 0 {
                         try txn.put(projections, key: k.encoded, value: Ledger.encodeUInt64(UInt64(bitPattern: v)), flags: .append)
                     }
+                    // One run, from the old checkpoint on (`IDIndex`).
+                    var key: [UInt8] = []
                     for i in idOrder {
-                        try txn.put(ids, key: Array(newIDs[i].utf8), value: Ledger.encodeUInt64(newPositions[i]))
+                        Ledger.idKey(run: runStart, newIDs[i], into: &key)
+                        try txn.put(ids, key: key, value: Ledger.encodeUInt64(newPositions[i]))
                     }
                     try txn.put(meta, key: Ledger.windowKey, value: Ledger.encodeWindow(window))
                     try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(head.position))
                     _ = try txn.delete(meta, key: Ledger.pendingKey)
                     try txn.put(meta, key: Ledger.projectionVersionKey, value: Ledger.encodeUInt64(Ledger.projectionVersion))
+                    if allIDs { try txn.put(meta, key: Ledger.formatKey, value: Ledger.encodeUInt64(Ledger.formatVersion)) }
                 }
             }
             if case .failure(let e) = outcome { throw e }
@@ -175,7 +187,7 @@ extension Ledger {
             state.overlay = Overlay(checkpoint: head.position, capacity: options.checkpointEvents)
             state.frozen = nil  // the cached cases predate the rebuild
             state.older.removeAll()
-            state.idFilter = try environment.read { txn in try idFilter(txn, overlay: state.overlay) }
+            state.idFilters = try environment.read { txn in try idFilters(txn, overlay: state.overlay) }
             committed.withLock {
                 $0.counters = counters
                 $0.checkpoint = head.position

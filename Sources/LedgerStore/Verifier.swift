@@ -43,10 +43,15 @@ extension Ledger {
                 let (checkpoint, rows): (UInt64, [(event: StoredEvent, facts: EventFacts?, indexed: UInt64?)]) =
                     try environment.read { txn in
                         var rows: [(event: StoredEvent, facts: EventFacts?, indexed: UInt64?)] = []
+                        let runs = try idRunStarts(txn)
                         try txn.scan(events, from: expected) { key, value in
                             guard let e = Ledger.decodeEvent(key: key, value: value) else { return false }
                             let facts = StoredEvent.facts(in: value)
-                            rows.append((e, facts, try facts.flatMap { try storedPosition(ofID: $0.id, txn: txn) }))
+                            // Its id is in the run that covers its position (`IDIndex`).
+                            let indexed = try facts.flatMap { f in
+                                try Ledger.run(of: e.position, in: runs).flatMap { try storedPosition(ofID: f.id, run: $0, txn: txn) }
+                            }
+                            rows.append((e, facts, indexed))
                             return rows.count < 4096
                         }
                         return (try storedCheckpoint(txn), rows)

@@ -36,15 +36,18 @@ struct CheckpointTests {
 
     @Test("reopened writers and readers see the head; duplicates and conflicts across the checkpoint",
           arguments: [(1, "s", 16_384, 262_144), (2, "s", 16_384, 0), (3, "s", 16_384, 40),
-                      (4, "intake-system-2023-06-pilot/", 16_384, 262_144), (5, "s", 4, 262_144), (6, "s", 7, 40)]
+                      (4, "intake-system-2023-06-pilot/", 16_384, 262_144), (5, "s", 4, 262_144), (6, "s", 7, 40),
+                      (7, "", 16_384, 262_144), (8, "", 5, 40)]
             as [(UInt64, String, Int, Int)])
     func acrossCheckpoints(seed: UInt64, idPrefix: String, chunkKeys: Int, cacheEntries: Int) throws {
+        // An empty prefix: ids shaped like UUIDv4s, in no order, so that each run of the `ids`
+        // index (one per checkpoint) holds ids all over the key space.
         // The last case: ids that share their first 27 bytes, some a prefix of others (`…/4-1`,
         // `…/4-10`), so a checkpoint's key sort decides by the bytes after the first 16. The last
         // two: checkpoints written in chunks of 4 and 7 cases and ids, with the groups after them.
         // A case cache of 0 or 40 entries beyond the last two intervals: cases read back from disk,
         // and from older checkpoints' tables.
-        let events = RandomHistory.events(seed: seed, cases: 120, idPrefix: idPrefix)
+        let events = RandomHistory.events(seed: seed, cases: 120, idPrefix: idPrefix, randomIDs: idPrefix.isEmpty)
         let half = events.count / 2
         let dir = TemporaryDirectory()
         let path = dir.file("data")
@@ -157,9 +160,10 @@ struct CheckpointTests {
     /// A checkpoint written in chunks with the appends after it, and the writer gone (as after a
     /// crash) with only some chunks stored: readers and the next writer skip what the stored chunks
     /// already hold, and count the rest once.
-    @Test("a crash in the middle of a checkpoint written in chunks", arguments: [11, 12] as [UInt64])
+    @Test("a crash in the middle of a checkpoint written in chunks", arguments: [11, 12, 13] as [UInt64])
     func crashInTheMiddleOfAChunkedCheckpoint(seed: UInt64) throws {
-        let events = RandomHistory.events(seed: seed, cases: 150)
+        // Seed 13 with random ids: the run of `ids` half written is written again, not twice.
+        let events = RandomHistory.events(seed: seed, cases: 150, randomIDs: seed == 13)
         let dir = TemporaryDirectory()
         let path = dir.file("data")
         let options = Self.options(every: 60, chunkKeys: 3)

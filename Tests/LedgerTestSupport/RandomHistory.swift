@@ -16,9 +16,11 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
 /// Random valid case histories: each case walks the lifecycle of CONTRACT §3 at increasing times;
 /// the cases' events are interleaved in one global order, as several intake systems would send them.
 public enum RandomHistory {
-    /// - Parameter idPrefix: starts every event id (ids are `<idPrefix><seed>-<n>`).
+    /// - Parameters:
+    ///   - idPrefix: starts every event id (ids are `<idPrefix><seed>-<n>`).
+    ///   - randomIDs: ids shaped like UUIDv4s, in no order (the prefix is then not used).
     public static func events(seed: UInt64, cases: Int, start: String = "2023-05-20T00:00:00Z",
-                              idPrefix: String = "s") -> [Event] {
+                              idPrefix: String = "s", randomIDs: Bool = false) -> [Event] {
         var rng = SeededRandom(seed: seed)
         let t0 = Timestamp(rfc3339: start)!.seconds
         var perCase: [[(Int64, String, String)]] = []  // (time, type, data)
@@ -93,8 +95,20 @@ public enum RandomHistory {
             if cursors[c] == perCase[c].count { open.remove(at: pick) }
             n += 1
             let at = Timestamp(seconds: t).description
-            let text = #"{"id":"\#(idPrefix)\#(seed)-\#(n)","type":"\#(type)","case":"P\#(seed)-\#(c)","at":"\#(at)","data":\#(data)}"#
+            let id = randomIDs ? uuidLike(&rng) : "\(idPrefix)\(seed)-\(n)"
+            let text = #"{"id":"\#(id)","type":"\#(type)","case":"P\#(seed)-\#(c)","at":"\#(at)","data":\#(data)}"#
             out.append(try! Event.validate(json: Array(text.utf8)))
+        }
+        return out
+    }
+
+    /// 8-4-4-4-12 lowercase hex digits, from `rng`.
+    static func uuidLike(_ rng: inout SeededRandom) -> String {
+        let hex = Array("0123456789abcdef")
+        var out = ""
+        for k in 0..<32 {
+            if k == 8 || k == 12 || k == 16 || k == 20 { out.append("-") }
+            out.append(hex[Int(rng.next() & 15)])
         }
         return out
     }

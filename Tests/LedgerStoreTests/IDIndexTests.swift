@@ -1,0 +1,102 @@
+import LedgerCore
+import LedgerStore
+import LedgerTestSupport
+import LMDBKit
+import Testing
+
+/// The `ids` index in runs (format 3): the upgrade from format 2, and what `verify` checks.
+@Suite("The id index")
+struct IDIndexTests {
+    /// A ledger of `events`, checkpointed, in a new directory; returns its path and report.
+    static func ledger(_ events: [Event], in dir: TemporaryDirectory) throws -> (String, JSONObject) {
+        let path = dir.file("data")
+        let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
+        CheckpointTests.appendAll(events, to: ledger, seed: 5)
+        try ledger.checkpoint()
+        return (path, try ledger.report())
+    }
+
+    /// Rewrites the ledger at `path` as format 2 wrote it: the ids index keyed by the id alone.
+    static func downgradeToFormat2(_ path: String) throws {
+        let env = try Environment(path: path)
+        let meta = try env.openDatabase("meta", create: false)
+        let ids = try env.openDatabase("ids", create: false)
+        try env.write { txn in
+            var entries: [([UInt8], [UInt8])] = []
+            try txn.scan(ids, from: nil) { key, value in
+                entries.append((Array(key[8...]), Array(value)))
+                return true
+            }
+            try txn.clear(ids)
+            for (k, v) in entries { try txn.put(ids, key: k, value: v) }
+            try txn.put(meta, key: Array("format".utf8), value: [0, 0, 0, 0, 0, 0, 0, 2])
+        }
+    }
+
+    static func format(_ path: String) throws -> [UInt8]? {
+        let env = try Environment(path: path)
+        let meta = try env.openDatabase("meta", create: false)
+        return try env.read { try $0.get(meta, key: Array("format".utf8)) }
+    }
+
+    @Test("a ledger of format 2 is refused by readers and upgraded in place by a writer",
+          arguments: [false, true])
+    func upgradeFromFormat2(randomIDs: Bool) throws {
+        let events = RandomHistory.events(seed: 31, cases: 80, randomIDs: randomIDs)
+        let dir = TemporaryDirectory()
+        let (path, expected) = try Self.ledger(events, in: dir)
+        try Self.downgradeToFormat2(path)
+
+        var readOnly = CheckpointTests.options(every: 37, readOnly: true)
+        readOnly.readOnly = true
+        do {
+            _ = try Ledger(directory: path, options: readOnly)
+            Issue.record("a reader opened a ledger of format 2")
+        } catch {
+            #expect("\(error)".contains("format is version 2") && "\(error)".contains("start ledgerd"), "\(error)")
+        }
+
+        do {
+            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
+            #expect(try ledger.report() == expected)
+            let again = ledger.append([events])
+            #expect(try again[0].get().allSatisfy(\.duplicate), "every id is found again after the upgrade")
+            #expect(try again[0].get().map(\.position) == Array(1...UInt64(events.count)))
+            let other = try TestEvents.event(id: events[3].id, caseID: "C-other", at: "2023-08-01T00:00:00Z")
+            guard case .failure(let e) = ledger.append([[other]])[0] else {
+                Issue.record("a conflicting id was accepted after the upgrade")
+                return
+            }
+            #expect(e.code == .idConflict)
+            let verify = try ledger.verify()
+            #expect(verify.ok, "\(String(describing: verify.problem))")
+        }
+        #expect(try Self.format(path) == [0, 0, 0, 0, 0, 0, 0, 3])
+        let reader = try Ledger(directory: path, options: readOnly)
+        #expect(try reader.verify().ok)
+    }
+
+    @Test func verifyFindsAnIdMappedToAnotherPosition() throws {
+        let events = RandomHistory.events(seed: 32, cases: 40, randomIDs: true)
+        let dir = TemporaryDirectory()
+        let (path, _) = try Self.ledger(events, in: dir)
+        do {
+            let env = try Environment(path: path)
+            let ids = try env.openDatabase("ids", create: false)
+            try env.write { txn in
+                var first: [UInt8] = []
+                try txn.scan(ids, from: nil) { key, _ in
+                    first = Array(key)
+                    return false
+                }
+                let position: [UInt8] = try txn.get(ids, key: first) ?? []
+                let other: [UInt8] = position == [0, 0, 0, 0, 0, 0, 0, 1] ? [0, 0, 0, 0, 0, 0, 0, 2] : [0, 0, 0, 0, 0, 0, 0, 1]
+                try txn.put(ids, key: first, value: other)
+            }
+        }
+        let reader = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true))
+        let verify = try reader.verify()
+        #expect(!verify.ok)
+        #expect(verify.problem?.message.contains("the id index maps") == true, "\(String(describing: verify.problem))")
+    }
+}
