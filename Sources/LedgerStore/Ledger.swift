@@ -94,7 +94,10 @@ public final class Ledger: Sendable {
         /// Once the frozen overlay's checkpoint is stored (`stored` has reached it), keeps only its
         /// cases, as a cache: its ids and samples are in their databases.
         mutating func retireFrozen(stored: UInt64) {
-            if let f = frozen, f.ids.count != 0, stored >= f.checkpoint { frozen = f.retired() }
+            if let f = frozen, f.ids.count != 0, stored >= f.checkpoint {
+                frozen = f.retired()
+                Ledger.releaseQueue.async { withExtendedLifetime(f) {} }  // its ids are freed there
+            }
         }
 
         /// Drops the oldest cached case tables until the cache holds at most `entries` entries.
@@ -105,7 +108,9 @@ public final class Ledger: Sendable {
                 total += older[keep].count
                 keep += 1
             }
+            let dropped = Array(older[keep...])
             older.removeLast(older.count - keep)
+            if !dropped.isEmpty { Ledger.releaseQueue.async { withExtendedLifetime(dropped) {} } }
         }
 
         init(head: Head, counters: CounterTable, overlay: Overlay, chain: ChainBuilder, epoch: UInt64) {
