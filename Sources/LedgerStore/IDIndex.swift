@@ -75,8 +75,7 @@ extension Ledger {
     /// about 70 ms per 1,000,000 ids here) and `overlay`'s ids (the events after the checkpoint).
     func idFilters(_ txn: some Transaction, overlay: Overlay) throws -> IDFilters {
         let stored = try txn.count(ids)
-        var filters = IDFilters(expected: max(2 * (stored + overlay.ids.count), 1 << 20),
-                                runStart: overlay.checkpoint + 1, runSize: options.checkpointEvents)
+        var filters = IDFilters(expected: max(2 * (stored + overlay.ids.count), 1 << 20))
         var runs: [IDFilters.Run] = []
         try txn.scan(ids, from: nil) { key, _ in
             guard key.count > 8 else { return true }
@@ -97,8 +96,10 @@ extension Ledger {
 }
 
 /// The writer's Bloom filters of event ids: of all of them (a new id costs no lookup), and of each
-/// stored run (a possible duplicate is looked up in the runs that may hold it). The ids after the
-/// checkpoint go to `current`, which becomes the filter of their run when a checkpoint is planned.
+/// stored run (a possible duplicate is looked up only in the runs that may hold it). The ids after
+/// the checkpoint need no run filter: the overlay holds them exactly. A run's filter is made when
+/// its checkpoint is planned, from the overlay's ids, in one pass (a few ms per 250,000 ids) rather
+/// than one more cache miss per appended id.
 struct IDFilters {
     struct Run {
         let start: UInt64
@@ -106,34 +107,24 @@ struct IDFilters {
     }
 
     var all: IDFilter
-    /// The ids since the last checkpoint: the run that starts at `currentStart`.
-    var current: IDFilter
-    var currentStart: UInt64
     /// Stored runs (and the one being written), newest first.
     var runs: [Run] = []
-    private let runSize: Int
 
-    init(expected: Int = 1 << 20, runStart: UInt64 = 1, runSize: Int = 1 << 16) {
+    init(expected: Int = 1 << 20) {
         all = IDFilter(expected: expected)
-        current = IDFilter(expected: runSize)
-        currentStart = runStart
-        self.runSize = runSize
     }
 
-    mutating func insert(hash h: UInt64) {
-        all.insert(hash: h)
-        current.insert(hash: h)
-    }
+    mutating func insert(hash h: UInt64) { all.insert(hash: h) }
 
-    /// A checkpoint of the ids since the last one is planned: they form the run that starts at
-    /// `currentStart`; the next run starts at `next`.
-    mutating func closeRun(next: UInt64) {
-        if runs.first?.start == currentStart {
-            runs[0].filter = current  // written again (a checkpoint finished after a crash)
+    /// A checkpoint of `ids` (an overlay's: the events from `start` on) is planned: they form the
+    /// run that starts at `start`.
+    mutating func addRun(start: UInt64, ids: StringTable<UInt64>) {
+        var filter = IDFilter(expected: ids.count)
+        for i in ids.indices where ids[value: i] != 0 { filter.insert(hash: keyHash(ids.key(at: i))) }
+        if runs.first?.start == start {
+            runs[0].filter = filter  // written again (a checkpoint finished after a crash)
         } else {
-            runs.insert(Run(start: currentStart, filter: current), at: 0)
+            runs.insert(Run(start: start, filter: filter), at: 0)
         }
-        current = IDFilter(expected: runSize)
-        currentStart = next
     }
 }

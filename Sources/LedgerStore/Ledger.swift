@@ -461,9 +461,9 @@ public final class Ledger: Sendable {
             guard state.overlay.checkpoint < state.head.position else { return }
             let plan = CheckpointPlan(state.overlay, counters: state.counters, position: state.head.position,
                                       runStart: state.overlay.checkpoint + 1, chunkKeys: options.checkpointChunkKeys)
+            state.idFilters.addRun(start: plan.runStart, ids: state.overlay.ids)
             try writeCheckpointChunksNow(plan, 0..<plan.chunks)
             state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents)
-            state.idFilters.closeRun(next: state.head.position + 1)
         }
     }
 

@@ -141,7 +141,7 @@ extension Ledger {
                 let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents)
                 let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
                                           runStart: runStart, chunkKeys: options.checkpointChunkKeys)
-                state.idFilters.closeRun(next: state.head.position + 1)
+                state.idFilters.addRun(start: runStart, ids: frozen.ids)
                 checkpoint = CheckpointWork(plan: plan, chunk: 0)
                 if let previous = state.frozen { state.older.insert(previous.cases, at: 0) }
                 state.frozen = frozen
