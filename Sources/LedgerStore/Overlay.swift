@@ -320,6 +320,19 @@ extension Ledger {
     /// The first 16 bytes of a key as two big-endian integers, zero-padded: ordering by them agrees
     /// with LMDB's order except between keys that share them.
     static func keyWords(_ key: String) -> (UInt64, UInt64) {
+        if let words = key.utf8.withContiguousStorageIfAvailable({ bytes -> (UInt64, UInt64) in
+            let p = UnsafeRawPointer(bytes.baseAddress!)
+            // Whole words where the key has them (loaded big-endian), else byte by byte.
+            func word(_ from: Int) -> UInt64 {
+                if from + 8 <= bytes.count { return UInt64(bigEndian: p.loadUnaligned(fromByteOffset: from, as: UInt64.self)) }
+                var w: UInt64 = 0
+                for k in 0..<8 where from + k < bytes.count { w |= UInt64(bytes[from + k]) << UInt64(56 - 8 * k) }
+                return w
+            }
+            return bytes.isEmpty ? (0, 0) : (word(0), word(8))
+        }) {
+            return words
+        }
         var a: UInt64 = 0
         var b: UInt64 = 0
         var n = 0
