@@ -23,7 +23,7 @@ public struct Configuration: Sendable, Equatable {
     public var checkpointEvents = 250_000
     /// About how many cases and ids one commit of a checkpoint writes; a bigger checkpoint goes in
     /// chunks with the appends after it.
-    public var checkpointChunkKeys = 16_384
+    public var checkpointChunkKeys = 8_192
     /// The most case records the writer caches besides those changed since the last checkpoint.
     public var caseCacheEntries = 262_144
     /// SwiftNIO event-loop threads (decoding happens there).

@@ -149,7 +149,7 @@ public final class Ledger: Sendable {
         /// About how many cases and ids one commit of a checkpoint writes: a checkpoint with more
         /// goes in chunks with the appends that follow it (`CheckpointPlan`), which bounds the
         /// pages a transaction holds and how long an append waits for a checkpoint.
-        public var checkpointChunkKeys = 16_384
+        public var checkpointChunkKeys = 8_192
         /// The most case records the writer caches besides those changed since the last
         /// checkpoint: the tables of the last checkpoints, newest first, as many as fit. Fewer:
         /// less memory, more reads of `cases` for cases that come back after a while.
