@@ -155,7 +155,10 @@ public struct StringTable<Value> {
         let k = Int(s & 0xFFFF_FFFF) - 1
         return UInt64(truncatingIfNeeded: key(at: k).utf8.count)
             &+ (MemoryLayout<Value>.size == 0 ? 0 : valueSegments[k >> Self.shift].withUnsafeBytes { b in
-                UInt64(b.load(fromByteOffset: (k & Self.low) * MemoryLayout<Value>.stride, as: UInt8.self))
+                // Its first and last byte: a value may span two cache lines.
+                let at = (k & Self.low) * MemoryLayout<Value>.stride
+                return UInt64(b.load(fromByteOffset: at, as: UInt8.self))
+                    &+ UInt64(b.load(fromByteOffset: at + MemoryLayout<Value>.size - 1, as: UInt8.self))
             })
     }
 
