@@ -629,9 +629,11 @@ public final class Ledger: Sendable {
         return ReportWindow(start: String(parts[0]), end: String(parts[1]))
     }
 
-    /// measure ‖ seconds (sign bit flipped, so keys sort numerically) ‖ position.
+    /// position ‖ measure ‖ seconds (sign bit flipped), all big-endian: in the order samples are
+    /// made, so a checkpoint appends its samples at the end of the tree. (Readers load all of them
+    /// and sort: the order of the keys is only the writer's concern.)
     static func durationKey(_ m: Measure, _ seconds: Int64, _ position: UInt64) -> [UInt8] {
-        [m.rawValue] + encodeUInt64(UInt64(bitPattern: seconds) ^ (1 << 63)) + encodeUInt64(position)
+        encodeUInt64(position) + [m.rawValue] + encodeUInt64(UInt64(bitPattern: seconds) ^ (1 << 63))
     }
 }
 

@@ -11,12 +11,12 @@ struct DurationSample: Equatable {
     var seconds: Int64
     var position: UInt64
 
-    /// measure ‖ seconds (sign bit flipped, so keys sort numerically) ‖ position.
+    /// position ‖ measure ‖ seconds (`Ledger.durationKey`).
     var key: [UInt8] { Ledger.durationKey(measure, seconds, position) }
 
     /// `samples` in the order of their keys.
     static func inKeyOrder(_ samples: [DurationSample]) -> [DurationSample] {
-        samples.sorted { ($0.measure.rawValue, $0.seconds, $0.position) < ($1.measure.rawValue, $1.seconds, $1.position) }
+        samples.sorted { ($0.position, $0.measure.rawValue, $0.seconds) < ($1.position, $1.measure.rawValue, $1.seconds) }
     }
 }
 
@@ -234,8 +234,14 @@ extension Ledger {
             if plan.chunks > 1 {
                 try txn.put(meta, key: Ledger.pendingKey, value: Ledger.encodePending(plan.position, plan.counters))
             }
-            for d in DurationSample.inKeyOrder(overlay.durations) {
-                try txn.put(durations, key: d.key, value: [])
+            // After every stored sample (their keys start with the position): appended.
+            var appending = LastKey(txn: txn, db: durations)
+            try txn.withCursor(durations) { cursor in
+                for d in DurationSample.inKeyOrder(overlay.durations) {
+                    try d.key.withUnsafeBytes { k in
+                        try cursor.put(key: k, value: UnsafeRawBufferPointer(start: nil, count: 0), flags: try appending.flags(for: k))
+                    }
+                }
             }
         }
         try putSorted(overlay.cases.key(at:), plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in

@@ -23,8 +23,8 @@ extension Ledger {
     func samples(_ txn: some Transaction, overlay: Overlay) throws -> SampleArrays {
         var out = SampleArrays()
         try txn.scan(durations, from: nil) { key, _ in
-            if key.count == 17, let m = Measure(rawValue: key[0]) {
-                out.add(m, Int64(bitPattern: Ledger.decodeUInt64(UnsafeRawBufferPointer(rebasing: key[1..<9])) ^ (1 << 63)))
+            if key.count == 17, let m = Measure(rawValue: key[8]) {  // position ‖ measure ‖ seconds
+                out.add(m, Int64(bitPattern: Ledger.decodeUInt64(UnsafeRawBufferPointer(rebasing: key[9..<17])) ^ (1 << 63)))
             }
             return true
         }
