@@ -58,7 +58,7 @@ public final class Ledger: Sendable {
     let committed: Mutex<CommittedState>
     /// The page faults a thread that reads scattered pages of the indexes (the sequencer's case and
     /// id lookups, a checkpoint's chunk) may take between two drops of the mapped pages: about
-    /// 16 MiB of the file (`Environment.releaseMappedPages(ifOver:)`).
+    /// 6 MiB of the file at about 100 KiB a fault (`Environment.releaseMappedPages(ifOver:)`).
     static let faultsPerRelease = 64
     /// Where `appendRequest` folds the words it read ahead, so that those reads are not dropped.
     let touchSink = Atomic<UInt64>(0)
@@ -85,8 +85,9 @@ public final class Ledger: Sendable {
         var nextChunk = 0
         /// Groups sequenced and perhaps not stored yet.
         var recent: [RecentGroup] = []
-        /// Every id in the log (and some taken back): an id it does not hold is new, without a
-        /// lookup in `ids`.
+        /// Filters of every id in the log (and some taken back), and of each run of `ids`: an id
+        /// they do not hold is new without a lookup in `ids`, and one they may hold is looked up
+        /// only in the runs that may hold it.
         var idFilters = IDFilters()
         /// The sequencer's page faults since it last dropped the mapped pages (`Lookup.readingStored`).
         var faults = FaultBudget(faults: Ledger.faultsPerRelease)
@@ -123,8 +124,8 @@ public final class Ledger: Sendable {
     }
 
     /// The on-disk format this code writes and reads.
-    /// 3: the `ids` index in runs (`IDIndex`). A writer upgrades a ledger of format 2 at open by
-    /// rebuilding that index; readers ask for that first.
+    /// 3: the `ids` index in runs (`IDIndex`), duration samples keyed by position first. A writer
+    /// upgrades a ledger of format 2 at open by rebuilding both; readers ask for that first.
     public static let formatVersion: UInt64 = 3
     /// How the projections are computed; a ledger whose projections were made by another version
     /// is rebuilt at open (by a writer).
@@ -193,7 +194,7 @@ public final class Ledger: Sendable {
             }
             throw StoreError("cannot open the ledger in \(directory)", underlying: error)
         }
-        let state: (Head, ReportWindow, Bool, Bool)
+        let state: (head: Head, window: ReportWindow, stale: Bool, upgrade: Bool)
         do {
             state = try Ledger.checkFormatAndHead(environment, meta: meta, events: events, options: options)
         } catch let e as StoreError {
@@ -203,14 +204,14 @@ public final class Ledger: Sendable {
         } catch {
             throw StoreError("cannot read the ledger's head in \(directory): \(error)")
         }
-        window = state.1
-        let chain = ChainBuilder(head: state.0)
-        writer = Mutex(WriterState(head: state.0, counters: CounterTable(), overlay: Overlay(checkpoint: state.0.position),
+        window = state.window
+        let chain = ChainBuilder(head: state.head)
+        writer = Mutex(WriterState(head: state.head, counters: CounterTable(), overlay: Overlay(checkpoint: state.head.position),
                                    chain: chain, epoch: 0))
-        committed = Mutex(CommittedState(head: state.0, counters: CounterTable(), checkpoint: state.0.position))
+        committed = Mutex(CommittedState(head: state.head, counters: CounterTable(), checkpoint: state.head.position))
         do {
-            if state.2 || state.3 {
-                try rebuildProjections(allIDs: state.3, progress: options.rebuildProgress)
+            if state.stale || state.upgrade {
+                try rebuildProjections(allIDs: state.upgrade, progress: options.rebuildProgress)
             } else if !options.readOnly {
                 let loaded = try loadWriterState(epoch: 0, chain: chain)
                 writer.withLock { $0 = loaded }
@@ -237,7 +238,7 @@ public final class Ledger: Sendable {
     /// the log. Returns whether the projections must be rebuilt, and whether the ledger is of
     /// format 2 (its `ids` index is rebuilt in runs, and the format set to 3, with them).
     private static func checkFormatAndHead(_ env: Environment, meta: Database, events: Database,
-                                           options: Options) throws -> (Head, ReportWindow, Bool, Bool) {
+                                           options: Options) throws -> (head: Head, window: ReportWindow, stale: Bool, upgrade: Bool) {
         let stored: (format: UInt64?, head: Head?, last: UInt64?, window: ReportWindow?, projected: UInt64?, version: UInt64?) = try env.read { txn in
             let format = try txn.get(meta, key: formatKey).map(decodeUInt64)
             let head = try txn.get(meta, key: headKey).flatMap(decodeHead)
