@@ -79,6 +79,18 @@ public struct StringTable<Value> {
         set { valueSegments[i >> Self.shift][i & Self.low] = newValue }
     }
 
+    /// Calls `body` with the UTF-8 bytes of entry `i`'s key, read in place: no copy of the key (a
+    /// copy of a long key retains it, touching its reference count).
+    @inlinable
+    public func withKeyBytes<R>(at i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try keySegments[i >> Self.shift].withUnsafeBufferPointer { keys in
+            if let r = try keys[i & Self.low].utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) {
+                return r
+            }
+            return try Array(keys[i & Self.low].utf8).withUnsafeBytes(body)
+        }
+    }
+
     /// The keys in insertion order (a copy).
     public var keys: [String] { Array(keySegments.joined()) }
     /// The values in insertion order (a copy).

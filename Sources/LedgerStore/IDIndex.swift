@@ -120,7 +120,7 @@ struct IDFilters {
     /// run that starts at `start`.
     mutating func addRun(start: UInt64, ids: StringTable<UInt64>) {
         var filter = IDFilter(expected: ids.count)
-        for i in ids.indices where ids[value: i] != 0 { filter.insert(hash: keyHash(ids.key(at: i))) }
+        for i in ids.indices where ids[value: i] != 0 { filter.insert(hash: ids.withKeyBytes(at: i) { keyHash($0) }) }
         if runs.first?.start == start {
             runs[0].filter = filter  // written again (a checkpoint finished after a crash)
         } else {

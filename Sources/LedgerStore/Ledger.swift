@@ -737,8 +737,8 @@ final class ChainBuilder: @unchecked Sendable {
                 for a in accepted {
                     position += 1
                     let start = buffer.count
-                    StoredEvent.appendValue(to: &buffer, previous: hash, event: events[a.index], casePrevious: a.previous,
-                                            position: position, recordTail: recordTail)
+                    StoredEvent.appendValue(to: &buffer, previous: hash, event: events.baseAddress! + a.index,
+                                            casePrevious: a.previous, position: position, recordTail: recordTail)
                     hash.withUnsafeMutableBytes { h in
                         buffer.withUnsafeBytes { b in h.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[start..<(start + 32)])) }
                     }

@@ -244,10 +244,10 @@ extension Ledger {
                 }
             }
         }
-        try putSorted(overlay.cases.key(at:), plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
+        try putSorted(overlay.cases, plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
             overlay.cases[value: i].record!.encode(into: &out)
         }
-        try putSorted(overlay.ids.key(at:), plan.slice(idOrder, chunk), into: ids, prefix: plan.runStart, txn: txn) { i, out in
+        try putSorted(overlay.ids, plan.slice(idOrder, chunk), into: ids, prefix: plan.runStart, txn: txn) { i, out in
             withUnsafeBytes(of: overlay.ids[value: i].bigEndian) { out.append(contentsOf: $0) }
         }
         if chunk == plan.chunks - 1 {
@@ -271,8 +271,8 @@ extension Ledger {
     /// of the tree it reads maps the 64 KiB of the file around it (fault-around), so one chunk of a
     /// large tree would otherwise map about 16 times the pages it touches (90 MiB at 2M events).
     /// - Parameter prefix: written before each key (big-endian), for the `ids` index's runs.
-    private func putSorted(_ key: (Int) -> String, _ order: ArraySlice<Int>, into db: Database, prefix: UInt64? = nil,
-                           txn: WriteTransaction, value: (Int, inout [UInt8]) -> Void) throws {
+    private func putSorted<Value>(_ table: StringTable<Value>, _ order: ArraySlice<Int>, into db: Database, prefix: UInt64? = nil,
+                                  txn: WriteTransaction, value: (Int, inout [UInt8]) -> Void) throws {
         var buffer: [UInt8] = []
         var keyBytes: [UInt8] = []
         var appending = LastKey(txn: txn, db: db)
@@ -280,12 +280,9 @@ extension Ledger {
         try txn.withCursor(db) { cursor in  // (one cursor: sorted puts search from where it is)
             for (n, i) in order.enumerated() {
                 if n % 16 == 15 { environment.releaseMappedPages(ifOver: &faults) }
-                if let prefix {
-                    Ledger.idKey(run: prefix, key(i), into: &keyBytes)
-                } else {
-                    keyBytes.removeAll(keepingCapacity: true)
-                    keyBytes.append(contentsOf: key(i).utf8)
-                }
+                keyBytes.removeAll(keepingCapacity: true)
+                if let prefix { withUnsafeBytes(of: prefix.bigEndian) { keyBytes.append(contentsOf: $0) } }  // `idKey`
+                table.withKeyBytes(at: i) { keyBytes.append(contentsOf: $0) }
                 buffer.removeAll(keepingCapacity: true)
                 value(i, &buffer)
                 try keyBytes.withUnsafeBytes { k in
@@ -325,50 +322,54 @@ extension Ledger {
 
     /// The first 16 bytes of a key as two big-endian integers, zero-padded: ordering by them agrees
     /// with LMDB's order except between keys that share them.
-    static func keyWords(_ key: String) -> (UInt64, UInt64) {
-        if let words = key.utf8.withContiguousStorageIfAvailable({ bytes -> (UInt64, UInt64) in
-            let p = UnsafeRawPointer(bytes.baseAddress!)
-            // Whole words where the key has them (loaded big-endian), else byte by byte.
-            func word(_ from: Int) -> UInt64 {
-                if from + 8 <= bytes.count { return UInt64(bigEndian: p.loadUnaligned(fromByteOffset: from, as: UInt64.self)) }
-                var w: UInt64 = 0
-                for k in 0..<8 where from + k < bytes.count { w |= UInt64(bytes[from + k]) << UInt64(56 - 8 * k) }
-                return w
-            }
-            return bytes.isEmpty ? (0, 0) : (word(0), word(8))
-        }) {
-            return words
+    static func keyWords(_ bytes: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
+        guard let p = bytes.baseAddress else { return (0, 0) }
+        // Whole words where the key has them (loaded big-endian), else byte by byte.
+        func word(_ from: Int) -> UInt64 {
+            if from + 8 <= bytes.count { return UInt64(bigEndian: p.loadUnaligned(fromByteOffset: from, as: UInt64.self)) }
+            var w: UInt64 = 0
+            for k in 0..<8 where from + k < bytes.count { w |= UInt64(bytes[from + k]) << UInt64(56 - 8 * k) }
+            return w
         }
-        var a: UInt64 = 0
-        var b: UInt64 = 0
-        var n = 0
-        for byte in key.utf8 {
-            if n < 8 { a |= UInt64(byte) << UInt64(56 - 8 * n) } else if n < 16 { b |= UInt64(byte) << UInt64(56 - 8 * (n - 8)) } else { break }
-            n += 1
-        }
-        return (a, b)
+        return (word(0), word(8))
     }
 
     /// The indexes of `keys` in LMDB's key order: by their first 16 bytes as two integers (one or
     /// two comparisons for most pairs), then byte by byte.
     static func sortedIndexes(_ keys: [String]) -> [Int] {
-        sortedIndexes(count: keys.count) { keys[$0] }
+        sortedIndexes(count: keys.count) { i, body in
+            var key = keys[i]
+            key.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+        }
     }
 
-    /// The indexes `0..<count` of the entries to store (`include`), ordered by `key` as above.
-    static func sortedIndexes(count: Int, key: (Int) -> String, include: (Int) -> Bool = { _ in true }) -> [Int] {
+    /// The indexes of `table`'s entries to store (`include`), ordered as above.
+    static func sortedIndexes<Value>(_ table: StringTable<Value>, include: (Int) -> Bool) -> [Int] {
+        sortedIndexes(count: table.count, withKey: { i, body in table.withKeyBytes(at: i, body) }, include: include)
+    }
+
+    /// The indexes `0..<count` of the entries to store (`include`), ordered by their keys as above;
+    /// `withKey(i, body)` calls `body` with the bytes of key `i`.
+    static func sortedIndexes(count: Int, withKey: (Int, (UnsafeRawBufferPointer) -> Void) -> Void,
+                              include: (Int) -> Bool = { _ in true }) -> [Int] {
         var order: [(a: UInt64, b: UInt64, index: Int)] = []
         order.reserveCapacity(count)
         for i in 0..<count where include(i) {
-            let (a, b) = keyWords(key(i))
-            order.append((a, b, i))
+            var words: (UInt64, UInt64) = (0, 0)
+            withKey(i) { words = keyWords($0) }
+            order.append((words.0, words.1, i))
         }
+        var first: [UInt8] = []
         order.sort { x, y in
             if x.a != y.a { return x.a < y.a }
             if x.b != y.b { return x.b < y.b }
-            // Byte order, then the shorter first: LMDB's order. No copies: long keys that share
+            // Byte order, then the shorter first: LMDB's order. No allocation: long keys that share
             // their first 16 bytes (`intake-2023-06-…`) are common, and this runs n log n times.
-            return key(x.index).utf8.lexicographicallyPrecedes(key(y.index).utf8)
+            first.removeAll(keepingCapacity: true)
+            withKey(x.index) { first.append(contentsOf: $0) }
+            var less = false
+            withKey(y.index) { less = first.lexicographicallyPrecedes($0) }
+            return less
         }
         return order.map(\.index)
     }
@@ -443,8 +444,8 @@ final class CheckpointPlan: Sendable {
         orders.withLock { o in
             if let o { return o }
             let cases = overlay.cases, ids = overlay.ids
-            let sorted = (Ledger.sortedIndexes(count: cases.count, key: cases.key(at:)) { cases[value: $0].dirty },
-                          Ledger.sortedIndexes(count: ids.count, key: ids.key(at:)) { ids[value: $0] != 0 })
+            let sorted = (Ledger.sortedIndexes(cases) { cases[value: $0].dirty },
+                          Ledger.sortedIndexes(ids) { ids[value: $0] != 0 })
             o = sorted
             return sorted
         }

@@ -41,16 +41,18 @@ public struct StoredEvent: Sendable, Equatable {
     /// Appends the `events` value of an accepted event to `out`: C_N is built in place after the
     /// facts, and `SHA-256(previous ‖ C_N)` written in front (`out[start..<start + 32]` after).
     /// - Parameter casePrevious: the position of the case's previous event (0 for its first).
-    static func appendValue(to out: inout [UInt8], previous: [UInt8], event: Event, casePrevious: UInt64,
+    /// - Parameter event: read in place (passed by value, an event would be copied, which retains
+    ///   each of its strings and its bytes).
+    static func appendValue(to out: inout [UInt8], previous: [UInt8], event: UnsafePointer<Event>, casePrevious: UInt64,
                             position: UInt64, recordTail: [UInt8]) {
         let start = out.count  // (no reserveCapacity here: on a growing buffer it would copy it each time)
         out.append(contentsOf: previous)  // replaced by the new hash below
         out.append(0)
-        event.facts.encode(into: &out, previous: casePrevious)
+        event.pointee.facts.encode(into: &out, previous: casePrevious)
         out[start + 32] = UInt8(out.count - start - 33)
         let c = out.count
         out.append(contentsOf: eventPrefix)
-        out.append(contentsOf: event.canonical)
+        event.pointee.canonical.withUnsafeBytes { out.append(contentsOf: $0) }
         out.append(contentsOf: positionMarker)
         CanonicalJSON.appendDecimal(position, to: &out)
         out.append(contentsOf: recordTail)
