@@ -96,12 +96,9 @@ public struct StringTable<Value> {
     /// The values in insertion order (a copy).
     public var values: [Value] { Array(valueSegments.joined()) }
 
-    @inlinable @inline(__always)
-    static func hash(_ s: String) -> UInt64 { keyHash(s) }
-
     /// The index of `key`, or nil.
     @inlinable @inline(__always)
-    public func index(of key: String) -> Int? { index(of: key, hash: StringTable.hash(key)) }
+    public func index(of key: String) -> Int? { index(of: key, hash: keyHash(key)) }
 
     /// The index of `key`, whose `keyHash` is `h`, or nil.
     @inlinable @inline(__always)
@@ -122,7 +119,7 @@ public struct StringTable<Value> {
     /// The index of `key`, inserting it with `make()` when absent.
     @inlinable @inline(__always)
     public mutating func index(of key: String, orInsert make: () -> Value) -> Int {
-        index(of: key, hash: StringTable.hash(key), orInsert: make)
+        index(of: key, hash: keyHash(key), orInsert: make)
     }
 
     /// The index of `key`, whose `keyHash` is `h`, inserting it with `make()` when absent.
@@ -165,7 +162,7 @@ public struct StringTable<Value> {
         let s = slots[Int(truncatingIfNeeded: h) & mask]
         guard s != 0, s >> 32 == h >> 32 else { return s }
         let k = Int(s & 0xFFFF_FFFF) - 1
-        return UInt64(truncatingIfNeeded: key(at: k).utf8.count)
+        return UInt64(truncatingIfNeeded: withKeyBytes(at: k) { $0.count })
             &+ (MemoryLayout<Value>.size == 0 ? 0 : valueSegments[k >> Self.shift].withUnsafeBytes { b in
                 // Its first and last byte: a value may span two cache lines.
                 let at = (k & Self.low) * MemoryLayout<Value>.stride
@@ -180,7 +177,7 @@ public struct StringTable<Value> {
         var next = [UInt64](repeating: 0, count: n)
         let m = n - 1
         for k in 0..<storedCount {
-            let h = StringTable.hash(key(at: k))
+            let h = withKeyBytes(at: k) { keyHash($0) }
             var i = Int(truncatingIfNeeded: h) & m
             while next[i] != 0 { i = (i + 1) & m }
             next[i] = (h >> 32) << 32 | UInt64(k + 1)
@@ -337,9 +334,6 @@ public struct IDFilter: Sendable {
 
     /// Strings inserted (a string inserted twice counts twice).
     public var count: Int { filters.reduce(0) { $0 + $1.count } }
-    /// Bytes of bits held.
-    public var bytes: Int { filters.reduce(0) { $0 + $1.words.count * 8 } }
-
 
     /// The bit-picking second hash for a string whose `keyHash` is `h`.
     @inline(__always)
@@ -356,11 +350,6 @@ public struct IDFilter: Sendable {
     /// Inserts the string whose `keyHash` is `h`.
     public mutating func insert(hash h: UInt64) {
         insert(hashes: (h, IDFilter.second(h)))
-    }
-
-    /// Inserts the string whose UTF-8 bytes are `bytes` (a key read from the `ids` index).
-    public mutating func insert(utf8 bytes: UnsafeRawBufferPointer) {
-        insert(hash: keyHash(bytes))
     }
 
     private mutating func insert(hashes: (UInt64, UInt64)) {

@@ -247,7 +247,7 @@ extension Ledger {
         try putSorted(overlay.cases, plan.slice(caseOrder, chunk), into: cases, txn: txn) { i, out in
             overlay.cases[value: i].record!.encode(into: &out)
         }
-        try putSorted(overlay.ids, plan.slice(idOrder, chunk), into: ids, prefix: plan.runStart, txn: txn) { i, out in
+        try putSorted(overlay.ids, plan.slice(idOrder, chunk), into: ids, run: plan.runStart, txn: txn) { i, out in
             withUnsafeBytes(of: overlay.ids[value: i].bigEndian) { out.append(contentsOf: $0) }
         }
         if chunk == plan.chunks - 1 {
@@ -263,15 +263,16 @@ extension Ledger {
         }
     }
 
-    /// Puts the entries `order` names (indexes into `keys`, in key order) into `db`, `value`
+    /// Puts the entries of `table` that `order` names (indexes, in key order) into `db`, `value`
     /// writing the value of entry `i`. Keys past the tree's last key are appended (`MDB_APPEND`:
     /// no search from the root), which is most new cases and ids when keys grow with time.
     ///
     /// It drops the mapped pages whenever it took `Ledger.faultsPerRelease` page faults: each page
-    /// of the tree it reads maps the 64 KiB of the file around it (fault-around), so one chunk of a
-    /// large tree would otherwise map about 16 times the pages it touches (90 MiB at 2M events).
-    /// - Parameter prefix: written before each key (big-endian), for the `ids` index's runs.
-    private func putSorted<Value>(_ table: StringTable<Value>, _ order: ArraySlice<Int>, into db: Database, prefix: UInt64? = nil,
+    /// of the tree it reads maps at least the 64 KiB of the file around it (fault-around), so one
+    /// chunk of a large tree would otherwise map 16 times the pages it touches or more (90 MiB at
+    /// 2M events).
+    /// - Parameter run: the `ids` run the keys go to (`Ledger.idKey`); nil: the keys as they are.
+    private func putSorted<Value>(_ table: StringTable<Value>, _ order: ArraySlice<Int>, into db: Database, run: UInt64? = nil,
                                   txn: WriteTransaction, value: (Int, inout [UInt8]) -> Void) throws {
         var buffer: [UInt8] = []
         var keyBytes: [UInt8] = []
@@ -280,9 +281,14 @@ extension Ledger {
         try txn.withCursor(db) { cursor in  // (one cursor: sorted puts search from where it is)
             for (n, i) in order.enumerated() {
                 if n % 16 == 15 { environment.releaseMappedPages(ifOver: &faults) }
-                keyBytes.removeAll(keepingCapacity: true)
-                if let prefix { withUnsafeBytes(of: prefix.bigEndian) { keyBytes.append(contentsOf: $0) } }  // `idKey`
-                table.withKeyBytes(at: i) { keyBytes.append(contentsOf: $0) }
+                table.withKeyBytes(at: i) { key in
+                    if let run {
+                        Ledger.idKey(run: run, key, into: &keyBytes)
+                    } else {
+                        keyBytes.removeAll(keepingCapacity: true)
+                        keyBytes.append(contentsOf: key)
+                    }
+                }
                 buffer.removeAll(keepingCapacity: true)
                 value(i, &buffer)
                 try keyBytes.withUnsafeBytes { k in
