@@ -90,7 +90,7 @@ let package = Package(
             path: "Tests/LedgerTestSupport",
             swiftSettings: strictSettings),
         .testTarget(name: "LMDBKitTests", dependencies: ["LMDBKit"], swiftSettings: strictSettings),
-        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore"], swiftSettings: strictSettings),
+        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerTestSupport"], swiftSettings: strictSettings),
         .testTarget(
             name: "LedgerStoreTests",
             dependencies: ["LedgerStore", "LedgerCore", "LMDBKit", "LedgerTestSupport",

@@ -40,7 +40,9 @@ public enum FuzzChecks {
             }
             precondition(again.canonical == e.canonical, "canonical form is not idempotent")
             do {
-                cases[e.caseID] = try CaseMachine.apply(e, to: cases[e.caseID], window: .pilot, delta: &delta)
+                let state = try CaseMachine.apply(e, to: cases[e.caseID], window: .pilot, delta: &delta)
+                precondition(CaseState.decode(state.encoded()) == state, "a case state does not survive its encoding")
+                cases[e.caseID] = state
             } catch {
                 precondition([.invalidTransition, .versionConflict, .invalidEvent].contains(error.code), "\(error)")
             }

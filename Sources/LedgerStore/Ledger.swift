@@ -126,7 +126,9 @@ public final class Ledger: Sendable {
     /// The on-disk format this code writes and reads.
     /// 3: the `ids` index in runs (`IDIndex`), duration samples keyed by position first. A writer
     /// upgrades a ledger of format 2 at open by rebuilding both; readers ask for that first.
-    public static let formatVersion: UInt64 = 3
+    /// 4: case records may be of `CaseState` encoding 3 (varints: about half the bytes). A ledger
+    /// of format 3 is read as it is, and a writer marks it 4 at open, rewriting nothing.
+    public static let formatVersion: UInt64 = 4
     /// How the projections are computed; a ledger whose projections were made by another version
     /// is rebuilt at open (by a writer).
     public static let projectionVersion: UInt64 = 4
@@ -264,8 +266,13 @@ public final class Ledger: Sendable {
         if format == 2 && options.readOnly {
             throw StoreError("the ledger's format is version 2 and this program reads version \(formatVersion); start ledgerd on it once (or run `ledgerctl replay`), which upgrades it in place, then retry")
         }
-        guard format == formatVersion || upgrade else {
+        guard format == formatVersion || format == 3 || upgrade else {
             throw StoreError("the ledger's format is version \(format), this program reads version \(formatVersion); use the matching release")
+        }
+        if format == 3 && !options.readOnly {
+            // Format 4 only adds case records of encoding 3, and encoding 2 is still read: nothing
+            // to rewrite. The number tells a program of format 3 not to open the ledger any more.
+            try env.write { txn in try txn.put(meta, key: formatKey, value: encodeUInt64(formatVersion)) }
         }
         let head = stored.head ?? .empty
         // A writer must not extend an inconsistent log; a reader (verify, export) may look at it.

@@ -1,4 +1,5 @@
 import LedgerCore
+import LedgerTestSupport
 import Testing
 
 /// Builds envelopes for a case at increasing times.
@@ -248,7 +249,62 @@ struct CaseMachineTests {
         let (state, _) = try Self.run([.request, .eligible, .schedule, .interview, .refer, .refer2, .hold, .approve, .visa])
         let s = try #require(state)
         #expect(CaseState.decode(s.encoded()) == s)
-        #expect(CaseState.decode(Array(s.encoded().dropLast())) == nil)
+        let bytes = s.encoded()
+        for n in 0..<bytes.count { #expect(CaseState.decode(Array(bytes.prefix(n))) == nil, "cut to \(n) bytes") }
+        #expect(CaseState.decode(bytes + [0]) == nil)
+    }
+
+    @Test("encoding 3 is about half of encoding 2, and encoding 2 is still read")
+    func stateEncodingVersions() throws {
+        let (state, _) = try Self.run([.request, .eligible, .schedule, .interview, .refer, .refer2, .hold, .approve, .visa])
+        let referred = try #require(state)
+        let requested = try #require(try Self.run([.request]).0)
+        for s in [referred, requested] {
+            let old = encoding2(s)
+            #expect(CaseState.decode(old) == s)
+            #expect(s.encoded().first == 3)
+            #expect(s.encoded().count * 2 <= old.count + 8, "\(s.encoded().count) bytes against \(old.count)")
+        }
+        #expect(requested.encoded().count <= 30)
+    }
+
+    @Test("encoding 3 keeps every value, at the edges of each field")
+    func stateEncodingEdges() throws {
+        var s = try #require(try Self.run([.request, .eligible, .schedule, .interview, .refer, .refer2, .approve]).0)
+        let extremes: [(Int64, Int64, Int32)] = [
+            (0, 0, 0), (-62_135_596_800, 253_402_300_799, 999_999_999),  // years 1 and 9999
+            (253_402_300_799, -62_135_596_800, 1), (Int64.min, Int64.max, Int32.max), (Int64.max, Int64.min, Int32.min),
+        ]
+        for (requested, last, nanos) in extremes {
+            s.requestedAt = Instant(seconds: requested, nanos: nanos)
+            s.lastAt = Instant(seconds: last, nanos: 0)
+            s.firstInterviewAt = Instant(seconds: last, nanos: nanos)
+            s.referrals[0].referredAt = Instant(seconds: requested &+ 1, nanos: 0)
+            s.referrals[1].decided.toggle()
+            s.version = UInt64(bitPattern: requested)
+            s.pathwayStages = UInt64(bitPattern: last)
+            s.nationality = UInt32(truncatingIfNeeded: requested)
+            s.stages = UInt16(truncatingIfNeeded: last)
+            s.referrals[1].id = String(repeating: "x", count: 255)
+            #expect(CaseState.decode(s.encoded()) == s)
+            #expect(CaseState.decode(encoding2(s)) == s)
+        }
+        // Varints: a value past 64 bits, or one cut short, is not a state.
+        var w = ByteWriter()
+        for v: UInt64 in [0, 1, 127, 128, 16_383, 16_384, UInt64(UInt32.max), UInt64.max] { w.varint(v) }
+        for v: Int64 in [0, -1, 1, Int64.min, Int64.max] { w.zigzag(v) }
+        w.bytes.withUnsafeBytes { b in
+            var r = ByteReader(b)
+            for v: UInt64 in [0, 1, 127, 128, 16_383, 16_384, UInt64(UInt32.max), UInt64.max] { #expect(r.varint() == v) }
+            for v: Int64 in [0, -1, 1, Int64.min, Int64.max] { #expect(r.zigzag() == v) }
+            #expect(r.atEnd)
+        }
+        for bad: [UInt8] in [[0x80], [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02], Array(repeating: 0x80, count: 11) + [0]] {
+            bad.withUnsafeBytes { b in
+                var r = ByteReader(b)
+                #expect(r.varint() == nil)
+            }
+        }
     }
 }
 

@@ -71,7 +71,7 @@ struct IDIndexTests {
             let verify = try ledger.verify()
             #expect(verify.ok, "\(String(describing: verify.problem))")
         }
-        #expect(try Self.format(path) == [0, 0, 0, 0, 0, 0, 0, 3])
+        #expect(try Self.format(path) == [0, 0, 0, 0, 0, 0, 0, 4])
         let reader = try Ledger(directory: path, options: readOnly)
         #expect(try reader.verify().ok)
     }
