@@ -273,14 +273,16 @@ public struct CounterTable: Sendable, Equatable {
 /// `ids` index, so a new id (nearly every one) costs no B-tree search: with random ids that
 /// search touched a random page of an index as big as the log.
 ///
-/// Blocked: each string sets 7 bits in one 512-bit block (one cache line), at about 10 bits per
-/// string. When a filter holds its capacity another, twice as big, is added, so nothing is ever
-/// rehashed; a lookup tests each filter (one block each). Memory: about 1.25 bytes per string.
+/// Blocked: each string sets 7 bits in one 512-bit block (one cache line), at 10 bits per string
+/// of the filter's capacity (as many blocks as that takes, not a power of two: the block is picked
+/// by the high half of the hash times the block count). When a filter holds its capacity another,
+/// twice as big, is added, so nothing is ever rehashed; a lookup tests each filter (one block
+/// each). Memory: 1.25 bytes per string of capacity.
 public struct IDFilter: Sendable {
     @usableFromInline
     struct Filter: Sendable {
         @usableFromInline var words: [UInt64]
-        @usableFromInline var mask: Int
+        @usableFromInline var blocks: UInt64
         /// Where block 0 starts in `words`: at a 64-byte boundary, so that a block is one cache
         /// line (an array's elements start 32 bytes into its allocation).
         @usableFromInline var offset: Int
@@ -288,17 +290,16 @@ public struct IDFilter: Sendable {
         var count = 0
 
         init(capacity: Int) {
-            var blocks = 1
-            while blocks * 512 < capacity * 10 { blocks <<= 1 }
+            let blocks = max(1, (capacity * 10 + 511) / 512)
             words = Array(repeating: 0, count: blocks * 8 + 7)
             offset = words.withUnsafeBufferPointer { (8 - Int(bitPattern: $0.baseAddress!) / 8 % 8) % 8 }
-            mask = blocks - 1
+            self.blocks = UInt64(blocks)
             self.capacity = capacity
         }
 
         /// The index in `words` of the block for `keyHash` `h`.
         @inlinable @inline(__always)
-        func block(_ h: UInt64) -> Int { offset + (Int(truncatingIfNeeded: h) & mask) << 3 }
+        func block(_ h: UInt64) -> Int { offset + Int(truncatingIfNeeded: h.multipliedFullWidth(by: blocks).high) << 3 }
 
         @inline(__always)
         func test(_ h: UInt64, _ bits: UInt64) -> Bool {

@@ -81,20 +81,31 @@ extension Ledger {
     /// about 90 ms per 1,000,000 ids here) and `overlay`'s ids (the events after the checkpoint).
     func idFilters(_ txn: some Transaction, overlay: Overlay) throws -> IDFilters {
         let stored = try txn.count(ids)
-        var filters = IDFilters(expected: max(2 * (stored + overlay.ids.count), 1 << 20))
+        // Room for half as many again before the filter of all ids adds another.
+        var filters = IDFilters(expected: max((stored + overlay.ids.count) * 3 / 2, 1 << 20))
         var runs: [IDFilters.Run] = []
+        var runStart: UInt64?
+        var hashes: [UInt64] = []  // of the run being read
+        func endRun() {
+            guard let start = runStart else { return }
+            var filter = IDFilter(expected: hashes.count)  // sized to the run: no filter added
+            for h in hashes { filter.insert(hash: h) }
+            runs.append(IDFilters.Run(start: start, filter: filter))
+            hashes.removeAll(keepingCapacity: true)
+        }
         try txn.scan(ids, from: nil) { key, _ in
             guard key.count > 8 else { return true }
             let start = Ledger.decodeUInt64(key)
-            let id = UnsafeRawBufferPointer(rebasing: key[8...])
-            let h = keyHash(id)
-            if runs.last?.start != start {
-                runs.append(IDFilters.Run(start: start, filter: IDFilter(expected: options.checkpointEvents)))
+            if runStart != start {
+                endRun()
+                runStart = start
             }
-            runs[runs.count - 1].filter.insert(hash: h)
+            let h = keyHash(UnsafeRawBufferPointer(rebasing: key[8...]))
+            hashes.append(h)
             filters.all.insert(hash: h)
             return true
         }
+        endRun()
         filters.runs = runs.reversed()
         for i in overlay.ids.indices where overlay.ids[value: i] != 0 { filters.insert(hash: keyHash(overlay.ids.key(at: i))) }
         return filters
