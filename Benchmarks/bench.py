@@ -181,6 +181,36 @@ def file_size(path):
     return os.stat(path).st_size if os.path.exists(path) else 0
 
 
+def read_io(pid):
+    """/proc/PID/io as integers (write_bytes: what the process had written to the disk)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k.strip()] = int(v)
+    except OSError:
+        pass
+    return out
+
+
+class Samples:
+    """/proc status samples of a daemon during an ingest that ran from `t_start` to `t_end`."""
+
+    def __init__(self, samples, t_start, t_end, end, io):
+        self.samples, self.t_start, self.t_end, self.end, self.io = samples, t_start, t_end, end, io
+
+    def hwm_at(self, fraction):
+        """VmHWM as it stood `fraction` of the way through the ingest's time, or None."""
+        t = self.t_start + (self.t_end - self.t_start) * fraction
+        early = [v["VmHWM"] for when, v in self.samples if when <= t]
+        return early[-1] if early else None
+
+    @property
+    def anon_peak(self):
+        return max([v.get("RssAnon", 0) for _, v in self.samples] + [self.end.get("RssAnon", 0)])
+
+
 def tree_size(path):
     total = 0
     for root, _, files in os.walk(path):
@@ -252,7 +282,7 @@ class Bench:
         suffix = "" if ids == "sequence" else f"-{ids}"
         path = os.path.join(self.a.data_cache, f"pilot-seed1-cases{cases}{suffix}.ndjson")
         if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(gen):
-            log(f"generating the history: {cases:,} cases (about {self.a.events:,} events), ids: {ids}")
+            log(f"generating the history: {cases:,} cases (about {round(cases * EVENTS_PER_CASE):,} events), ids: {ids}")
             tmp = path + ".tmp"
             run([sys.executable, gen, "--seed", "1", "--cases", str(cases), "--ids", ids, "--out", tmp], 3600,
                 "generate-pilot-data")
@@ -303,34 +333,15 @@ class Bench:
         log(f"run {r}: ingest into ledgerd ({self.n_events:,} events, 4 x {self.a.batch} x {self.a.inflight} in flight"
             + (", UUIDv4 ids)" if uuid_ids else ")"))
         dm = self.start_ledgerd(d)
-        samples, done = [], threading.Event()
-
-        def sample():  # VmHWM over time, to see whether the peak grows with the log
-            while not done.wait(0.05):
-                try:
-                    samples.append((time.perf_counter(), dm.status()))
-                except (OSError, BenchError):
-                    return
-
-        sampler = threading.Thread(target=sample, daemon=True)
         try:
-            t_start = time.perf_counter()
-            sampler.start()
-            res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight,
-                               history=self.uuid_history_path if uuid_ids else None)
-            t_end = time.perf_counter()
-            done.set()
-            sampler.join()
-            end_status = dm.status()
+            res, s = self.sampled_ingest(dm, self.uuid_history_path if uuid_ids else None)
+            end_status = s.end
             hwm = end_status["VmHWM"]
             st = self.ledger_head(dm.sock)
         finally:
-            done.set()
             rc = dm.stop()
-        half = t_start + (t_end - t_start) / 2
-        early = [v["VmHWM"] for t, v in samples if t <= half]
-        hwm_half = early[-1] if early else None
-        anon_peak = max([v.get("RssAnon", 0) for _, v in samples] + [end_status.get("RssAnon", 0)])
+        hwm_half = s.hwm_at(0.5)
+        anon_peak = s.anon_peak
         self.put(f"anon_peak_ledgerd{x}_mib", anon_peak / 2**20)
         if rc != 0:
             self.notes.append(f"run {r}: ledgerd exited with {rc} on SIGTERM after the ingest{x}")
@@ -351,6 +362,76 @@ class Bench:
         self.put("ingest_ledgerd_p50_ms", res["p50_us"] / 1000)
         self.put("bytes_ledgerd", data_bytes / self.n_events)
         return d
+
+    def sampled_ingest(self, dm, history=None):
+        """The ingest of `history` into the daemon `dm`, its /proc status sampled every 50 ms (to see
+        whether the peak grows with the log); returns loadgen's result and the `Samples`."""
+        samples, done = [], threading.Event()
+
+        def sample():
+            while not done.wait(0.05):
+                try:
+                    samples.append((time.perf_counter(), dm.status()))
+                except (OSError, BenchError):
+                    return
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        try:
+            t_start = time.perf_counter()
+            sampler.start()
+            res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, history=history)
+            t_end = time.perf_counter()
+        finally:
+            done.set()
+            sampler.join()
+        return res, Samples(samples, t_start, t_end, dm.status(), read_io(dm.pid))
+
+    # --- 6 at scale: one ingest of a history several times as long ---------------------------------
+    def scale(self):
+        """Ingests, once, a history `--scale` times as long into ledgerd and then the C reference:
+        whether the peak memory and the rate hold as the log grows."""
+        k = self.a.scale
+        path = self.generate(round(self.cases * k), "sequence")
+        with open(path, "rb") as f:
+            n = sum(1 for line in f if line.strip())
+        self.scale_events = n
+        d = self.fresh("scale-ledgerd")
+        log(f"scale: ingest into ledgerd ({n:,} events, {k:g} x the history)")
+        dm = self.start_ledgerd(d)
+        try:
+            res, s = self.sampled_ingest(dm, path)
+            st = self.ledger_head(dm.sock)
+        finally:
+            rc = dm.stop()
+        if rc != 0:
+            self.notes.append(f"scale: ledgerd exited with {rc} on SIGTERM after the ingest")
+        if st.get("head") != n or res["duplicates"]:
+            raise BenchError(f"ledgerd head {st.get('head')} after ingesting {n} events ({res['duplicates']} duplicates)")
+        data_bytes = file_size(os.path.join(d, "data", "data.mdb"))
+        shutil.rmtree(d, ignore_errors=True)
+        self.put("scale_ledgerd", res["events_per_s"])
+        self.put("scale_hwm_mib", s.end["VmHWM"] / 2**20)
+        for q in (1, 2, 3):
+            h = s.hwm_at(q / 4)
+            if h is not None:
+                self.put(f"scale_hwm_q{q}_mib", h / 2**20)
+        self.put("scale_anon_peak_mib", s.anon_peak / 2**20)
+        self.put("scale_bytes", data_bytes / n)
+        if s.io.get("write_bytes") is not None:
+            self.put("scale_written_per_event", s.io["write_bytes"] / n)
+        self.raw.append((0, "scale ledgerd", {**res, "events": n, "vm_hwm_bytes": s.end["VmHWM"],
+                                              "data_mdb_bytes": data_bytes, "io": s.io}))
+        d = self.fresh("scale-reference")
+        log(f"scale: ingest into the C reference ({n:,} events)")
+        dm = self.start_reference(d)
+        try:
+            ref = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, history=path)
+        finally:
+            dm.stop()
+        shutil.rmtree(d, ignore_errors=True)
+        self.put("scale_ref", ref["events_per_s"])
+        self.put("ratio_scale_ref", res["events_per_s"] / ref["events_per_s"])
+        self.raw.append((0, "scale reference", {**ref, "events": n}))
 
     def ingest_reference(self, r):
         d = self.fresh(f"run{r}-reference")
@@ -652,6 +733,25 @@ def rows(b):
          fmt_ratio(g("ratio_bytes")), "—", "—"),
         (f"6. time to produce the report (`ledgerctl dump`, {b.n_events:,} events)", fmt_s(g("report_s")), "—", "",
          "—", "—"),
+    ] + scale_rows(b, g, met)
+
+
+def scale_rows(b, g, met):
+    """The rows of the ingest at `--scale` times the log, if it ran."""
+    if g("scale_ledgerd") is None:
+        return []
+    k, hwm, hwm1 = b.a.scale, g("scale_hwm_mib"), g("hwm_ledgerd_mib")
+    growth = None if hwm1 is None else hwm / hwm1
+    quarters = ", ".join(fmt_mib(g(f"scale_hwm_q{q}_mib")) for q in (1, 2, 3))
+    return [
+        (f"6. ingest at {k:g} × the log ({b.scale_events:,} events, 1 run): rate", fmt_rate(g("scale_ledgerd")),
+         "C reference " + fmt_rate(g("scale_ref")), fmt_ratio(g("ratio_scale_ref")), "—", "—"),
+        (f"6. ingest at {k:g} × the log: peak memory (VmHWM)",
+         f"{fmt_mib(hwm)} (at ¼, ½, ¾ of the time: {quarters}; peak anonymous: {fmt_mib(g('scale_anon_peak_mib'))})",
+         f"ledgerd at 1 ×: {fmt_mib(hwm1)}", fmt_ratio(growth), "≤ 256 MiB, not growing with the log (≤ 1.05 ×)",
+         met(None if growth is None else hwm <= 256.0 and growth <= 1.05)),
+        (f"6. ingest at {k:g} × the log: bytes written to disk per event (/proc/PID/io)",
+         fmt_b(g("scale_written_per_event")), f"data.mdb {fmt_b(g('scale_bytes'))} per event", "", "—", "—"),
     ]
 
 
@@ -691,6 +791,10 @@ def runs_table(b):
         ("hwm_ledgerd_uuid_half_mib", "VmHWM ledgerd half-way, UUIDv4 ids (MiB)", "{:,.1f}"),
         ("hwm_ledgerd_uuid_mib", "VmHWM ledgerd at the end, UUIDv4 ids (MiB)", "{:,.1f}"),
         ("bytes_ledgerd", "data.mdb bytes/event ledgerd", "{:,.0f}"), ("bytes_ref", "data.mdb bytes/event reference", "{:,.0f}"),
+        ("scale_ledgerd", "at scale (once): ingest ledgerd (ev/s)", "{:,.0f}"),
+        ("scale_ref", "at scale (once): ingest C reference (ev/s)", "{:,.0f}"),
+        ("scale_hwm_mib", "at scale (once): VmHWM ledgerd at the end (MiB)", "{:,.1f}"),
+        ("scale_written_per_event", "at scale (once): bytes written to disk per event", "{:,.0f}"),
     ]
     n = b.a.runs
     out = ["| measure | " + " | ".join(f"run {i + 1}" for i in range(n)) + " | median |",
@@ -706,6 +810,13 @@ def document(b, mach, started, elapsed, command, table_md):
     a = b.a
     quick = " (quick smoke test: not the figures of record)" if a.quick else ""
     notes = "\n".join(f"- {n}" for n in b.notes) or "- none"
+    scale_method = "" if a.scale <= 0 else f"""- **At scale (6).** After the runs, once: the same ingest of a history {a.scale:g} times as long
+  (`--cases` {a.scale:g} times as many), into ledgerd and then the C reference, each on an empty
+  directory. Its peak memory is compared with the median at 1 × (the target: not growing with
+  the log; "met" allows 5 %), and sampled every 50 ms to show VmHWM at a quarter, half and three
+  quarters of the ingest's time. Bytes written: `write_bytes` of `/proc/<pid>/io` at the end
+  (events, indexes, checkpoints and LMDB's copy-on-write pages, against `data.mdb`'s size).
+"""
     return f"""# Performance
 
 Written by `scripts/bench` (issue 6); do not edit by hand, run it again.{quick}
@@ -775,7 +886,7 @@ and a figure that misses its target says "no".
   and projections besides the events; Redis's figure is its `appendonlydir` after the AOF rewrites
   it does by default, SQLite's the database and its WAL). Report: the wall time of `ledgerctl dump --data-dir D --out
   O` on the ingested ledger, daemon stopped.
-- The machine is shared and noisy (other builds may run), which is why the targets are ratios
+{scale_method}- The machine is shared and noisy (other builds may run), which is why the targets are ratios
   measured side by side within a run and the figures are medians.
 
 ## Notes
@@ -798,6 +909,8 @@ def main():
     ap.add_argument("--inflight", type=int, default=4, help="requests in flight per connection in the ingest (default 4)")
     ap.add_argument("--latency-events", type=int, help="events sent one per request (default 5,000; --quick: 1,000)")
     ap.add_argument("--fanin-events", type=int, help="events sent over 64 connections (default 20,000; --quick: 5,000)")
+    ap.add_argument("--scale", type=float, help="after the runs, one more ingest of a history this many times "
+                                                "as long, into ledgerd and the reference (default 4; --quick: 0, none)")
     ap.add_argument("--out", help="where to write the report (default docs/PERFORMANCE.md; with --quick "
                                   ".build-bench/PERFORMANCE-quick.md)")
     ap.add_argument("--timeout", type=float, default=600, help="limit of one load run, seconds (default 600)")
@@ -813,6 +926,9 @@ def main():
     a.runs = a.runs or (1 if a.quick else 3)
     a.latency_events = a.latency_events or (1_000 if a.quick else 5_000)
     a.fanin_events = a.fanin_events or (5_000 if a.quick else 20_000)
+    a.scale = (0 if a.quick else 4) if a.scale is None else a.scale
+    if a.scale < 0:
+        ap.error("--scale must be 0 (none) or more")
     a.data_cache = a.data_cache or os.path.join(a.tools_dir, "data")
     if a.out is None:
         a.out = os.path.join(a.repo, ".build-bench", "PERFORMANCE-quick.md") if a.quick else \
@@ -836,6 +952,8 @@ def main():
         b.history()
         for r in range(1, a.runs + 1):
             b.one_run(r)
+        if a.scale > 0:
+            b.scale()
         elapsed = time.perf_counter() - t0
         mach = b.machine()
         table_md = table(b)
