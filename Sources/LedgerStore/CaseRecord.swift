@@ -1,9 +1,10 @@
 import LedgerCore
 
 /// The value of a `cases` entry: the case's state (`CaseState`'s own encoding) followed by the
-/// position of the case's latest event (a varint; in a state of encoding 2, 8 bytes big-endian). Each event's facts hold the position of its
-/// case's previous event, so the case's events are found by walking back from the latest: the
-/// record stays the same size however many events the case has.
+/// position of the case's latest event (a varint; after a state of encoding 2, 8 bytes
+/// big-endian). Each event's facts hold the position of its case's previous event, so the case's
+/// events are found by walking back from the latest: the record stays the same size however many
+/// events the case has.
 struct CaseRecord: Equatable {
     var state: CaseState
     var last: UInt64
