@@ -312,6 +312,12 @@ public struct ByteReader {
         guard let s = u64(), let n = u32() else { return nil }
         return Instant(seconds: Int64(bitPattern: s), nanos: Int32(bitPattern: n))
     }
+    /// The next `n` bytes, in place; nil when fewer are left.
+    public mutating func bytes(_ n: Int) -> UnsafeRawBufferPointer? {
+        guard n >= 0, i + n <= bytes.count else { return nil }
+        defer { i += n }
+        return UnsafeRawBufferPointer(rebasing: bytes[i..<(i + n)])
+    }
     /// The next byte, not consumed.
     public func peek() -> UInt8? { i < bytes.count ? bytes[i] : nil }
     /// Reads `ByteWriter.varint`'s form; nil when it is cut short or does not fit 64 bits.

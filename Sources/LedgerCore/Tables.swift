@@ -336,6 +336,50 @@ public struct IDFilter: Sendable {
     /// Strings inserted (a string inserted twice counts twice).
     public var count: Int { filters.reduce(0) { $0 + $1.count } }
 
+    /// The filter as bytes, to be stored: a version byte (1), the number of filters (u32), then
+    /// for each its capacity, its count and its block count (u64 each) and its blocks (64 bytes
+    /// each, the words little-endian). `init(serialized:)` reads it back.
+    public func serialized() -> [UInt8] {
+        var w = ByteWriter()
+        w.bytes.reserveCapacity(5 + filters.reduce(0) { $0 + 24 + Int($1.blocks) * 64 })
+        w.u8(1)
+        w.u32(UInt32(filters.count))
+        for f in filters {
+            w.u64(UInt64(f.capacity))
+            w.u64(UInt64(f.count))
+            w.u64(f.blocks)
+            for word in f.words[f.offset..<(f.offset + Int(f.blocks) * 8)] {
+                withUnsafeBytes(of: word.littleEndian) { w.bytes.append(contentsOf: $0) }
+            }
+        }
+        return w.bytes
+    }
+
+    /// Reads `serialized()`'s form; nil when `bytes` are not one (cut short, another version,
+    /// a block count that does not fit its capacity).
+    public init?(serialized bytes: UnsafeRawBufferPointer) {
+        var r = ByteReader(bytes)
+        guard r.u8() == 1, let n = r.u32(), n >= 1 else { return nil }
+        var filters: [Filter] = []
+        for _ in 0..<n {
+            guard let capacity = r.u64(), let count = r.u64(), let blocks = r.u64(), capacity <= 1 << 40,
+                  count <= capacity, blocks <= 1 << 34
+            else { return nil }
+            var f = Filter(capacity: Int(capacity))
+            guard f.blocks == blocks, let words = r.bytes(Int(blocks) * 64) else { return nil }
+            f.count = Int(count)
+            let offset = f.offset
+            f.words.withUnsafeMutableBufferPointer { out in
+                for k in 0..<(Int(blocks) * 8) {
+                    out[offset + k] = UInt64(littleEndian: words.loadUnaligned(fromByteOffset: k * 8, as: UInt64.self))
+                }
+            }
+            filters.append(f)
+        }
+        guard r.atEnd else { return nil }
+        self.filters = filters
+    }
+
     /// The bit-picking second hash for a string whose `keyHash` is `h`.
     @inline(__always)
     static func second(_ h: UInt64) -> UInt64 {

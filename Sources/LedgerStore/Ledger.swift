@@ -49,6 +49,9 @@ public final class Ledger: Sendable {
     let cases: Database
     let projections: Database
     let durations: Database
+    /// The writer's id filters as of the last checkpoint (`IDIndex`); nil for a reader of a ledger
+    /// written before they were stored.
+    let filters: Database?
     let options: Options
     /// The report window the projections are computed for.
     public let window: ReportWindow
@@ -126,8 +129,9 @@ public final class Ledger: Sendable {
     /// The on-disk format this code writes and reads.
     /// 3: the `ids` index in runs (`IDIndex`), duration samples keyed by position first. A writer
     /// upgrades a ledger of format 2 at open by rebuilding both; readers ask for that first.
-    /// 4: case records may be of `CaseState` encoding 3 (varints: about half the bytes). A ledger
-    /// of format 3 is read as it is, and a writer marks it 4 at open, rewriting nothing.
+    /// 4: case records may be of `CaseState` encoding 3 (varints: about half the bytes), and the
+    /// writer's id filters are stored in `filters`. A ledger of format 3 is read as it is, and a
+    /// writer marks it 4 at open, rewriting nothing (it stores the filters it builds).
     public static let formatVersion: UInt64 = 4
     /// How the projections are computed; a ledger whose projections were made by another version
     /// is rebuilt at open (by a writer).
@@ -187,6 +191,11 @@ public final class Ledger: Sendable {
             cases = try environment.openDatabase("cases", create: create)
             projections = try environment.openDatabase("projections", create: create)
             durations = try environment.openDatabase("durations", create: create)
+            do {
+                filters = try environment.openDatabase("filters", create: create)
+            } catch where error.isNotFound {
+                filters = nil  // a reader of a ledger of format 3: the writer builds them
+            }
         } catch {
             if error.isNotFound {
                 throw StoreError("\(directory) is an LMDB environment but not a ledger of this version", underlying: error)
@@ -467,9 +476,11 @@ public final class Ledger: Sendable {
         try writer.withLock { state in
             try drain(&state)
             guard state.overlay.checkpoint < state.head.position else { return }
+            let runStart = state.overlay.checkpoint + 1
+            let run = state.idFilters.addRun(start: runStart, ids: state.overlay.ids)
             let plan = CheckpointPlan(state.overlay, counters: state.counters, position: state.head.position,
-                                      runStart: state.overlay.checkpoint + 1, chunkKeys: options.checkpointChunkKeys)
-            state.idFilters.addRun(start: plan.runStart, ids: state.overlay.ids)
+                                      runStart: runStart, idFilters: (state.idFilters.all, run),
+                                      chunkKeys: options.checkpointChunkKeys)
             try writeCheckpointChunksNow(plan, 0..<plan.chunks)
             state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents)
         }

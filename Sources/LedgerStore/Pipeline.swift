@@ -139,9 +139,10 @@ extension Ledger {
                 // and cases, and then it stays as a cache of the cases (the previous one goes).
                 let runStart = state.overlay.checkpoint + 1
                 let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents)
+                let run = state.idFilters.addRun(start: runStart, ids: frozen.ids)
                 let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
-                                          runStart: runStart, chunkKeys: options.checkpointChunkKeys)
-                state.idFilters.addRun(start: runStart, ids: frozen.ids)
+                                          runStart: runStart, idFilters: (state.idFilters.all, run),
+                                          chunkKeys: options.checkpointChunkKeys)
                 checkpoint = CheckpointWork(plan: plan, chunk: 0)
                 if let previous = state.frozen { state.older.insert(previous.cases, at: 0) }
                 state.frozen = frozen
@@ -232,14 +233,15 @@ extension Ledger {
     /// The writer's state from what is stored: the head, and the projections after the checkpoint
     /// replayed from the log.
     func loadWriterState(epoch: UInt64, chain: ChainBuilder) throws -> WriterState {
-        try environment.read { txn in
+        var state = try environment.read { txn in
             let current = try currentState(txn, capacity: options.checkpointEvents)
             chain.reset(to: current.head)
-            var state = WriterState(head: current.head, counters: current.counters, overlay: current.overlay, chain: chain,
-                                    epoch: epoch)
-            state.idFilters = try idFilters(txn, overlay: current.overlay)
-            return state
+            return WriterState(head: current.head, counters: current.counters, overlay: current.overlay, chain: chain,
+                               epoch: epoch)
         }
+        // Stored filters cover the checkpoint they were read with, or a later one: a superset.
+        state.idFilters = try loadIDFilters(overlay: state.overlay)
+        return state
     }
 
     /// Waits until every sequenced group has been committed (or failed): for readers and

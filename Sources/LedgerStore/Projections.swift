@@ -160,7 +160,9 @@ extension Ledger {
             let counters = replay.counters
             let outcome = withMapGrowth { () throws in
                 try environment.write { txn in
-                    for db in [cases, projections, durations] + (allIDs ? [ids] : []) { try txn.clear(db) }
+                    for db in [cases, projections, durations] + (allIDs ? [ids] : []) + [filters].compactMap({ $0 }) {
+                        try txn.clear(db)
+                    }
                     for i in caseOrder {
                         let record = CaseRecord(state: replay.cases[value: i], last: replay.lastPositions[i])
                         try txn.put(cases, key: Array(caseKeys[i].utf8), value: record.encoded(), flags: .append)
@@ -187,7 +189,7 @@ extension Ledger {
             state.overlay = Overlay(checkpoint: head.position, capacity: options.checkpointEvents)
             state.frozen = nil  // the cached cases predate the rebuild
             state.older.removeAll()
-            state.idFilters = try environment.read { txn in try idFilters(txn, overlay: state.overlay) }
+            state.idFilters = try loadIDFilters(overlay: state.overlay)
             committed.withLock {
                 $0.counters = counters
                 $0.checkpoint = head.position

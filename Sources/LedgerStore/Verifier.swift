@@ -32,6 +32,9 @@ extension Ledger {
             report.problem = (p, m)
             return report
         }
+        // The id filters stored with the checkpoint: a filter that missed a stored id would let
+        // that id be appended again as new.
+        let storedFilters = try environment.read { txn in try idFiltersToCheck(txn) }
         var rounds = 0
         while true {
             rounds += 1
@@ -108,6 +111,12 @@ extension Ledger {
                     // in chunks, and then at its own position.
                     guard (e.position > checkpoint && rows[k].indexed == nil) || rows[k].indexed == e.position else {
                         return fail(e.position, "the id index maps \"\(event.id)\" to \(rows[k].indexed.map(String.init) ?? "nothing"), not to \(e.position)")
+                    }
+                    if let f = storedFilters, e.position <= f.position {
+                        let h = keyHash(event.id)
+                        guard f.all.mayContain(hash: h), f.run(of: e.position)?.mayContain(hash: h) ?? true else {
+                            return fail(e.position, "the stored filter of event ids misses \"\(event.id)\", so it could be appended again; run `ledgerctl replay` (daemon stopped), which rebuilds the filters")
+                        }
                     }
                     do { try replay.apply(event) } catch {
                         return fail(e.position, "the event breaks the case rules: \(error.message)")

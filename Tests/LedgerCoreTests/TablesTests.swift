@@ -19,6 +19,25 @@ struct TablesTests {
         #expect(filter.count == 400_001)
     }
 
+    /// A filter read back from its bytes answers as the filter did; bytes that are not one are
+    /// refused.
+    @Test func idFilterSerializes() {
+        var filter = IDFilter(expected: 1 << 16)  // 3 filters for 200,000 ids
+        let inserted = (0..<200_000).map { "uuid-\($0 &* 2_654_435_761)" }
+        for id in inserted { filter.insert(id) }
+        let bytes = filter.serialized()
+        let back = bytes.withUnsafeBytes { IDFilter(serialized: $0) }
+        guard let back else { Issue.record("the filter did not read back"); return }
+        #expect(back.count == filter.count)
+        #expect(inserted.allSatisfy { back.mayContain($0) })
+        let others = (0..<20_000).map { "other-\($0)" }
+        #expect(others.map { back.mayContain($0) } == others.map { filter.mayContain($0) })
+        #expect(back.serialized() == bytes)
+        for bad in [Array(bytes.dropLast()), bytes + [0], [2] + bytes.dropFirst(), Array(bytes.prefix(40)), []] {
+            #expect(bad.withUnsafeBytes { IDFilter(serialized: $0) } == nil)
+        }
+    }
+
     /// Keys that are different bytes are different keys, in a table that spans several segments.
     @Test func stringTableAcrossSegments() {
         var table = StringTable<Int>(capacity: 16)

@@ -99,4 +99,118 @@ struct IDIndexTests {
         #expect(!verify.ok)
         #expect(verify.problem?.message.contains("the id index maps") == true, "\(String(describing: verify.problem))")
     }
+
+    /// The entries of the `filters` database: the filter of all ids (key 0) and one per run.
+    static func storedFilters(_ path: String) throws -> [[UInt8]: [UInt8]] {
+        let env = try Environment(path: path)
+        let filters = try env.openDatabase("filters", create: false)
+        return try env.read { txn in
+            var out: [[UInt8]: [UInt8]] = [:]
+            try txn.scan(filters, from: nil) { key, value in
+                out[Array(key)] = Array(value)
+                return true
+            }
+            return out
+        }
+    }
+
+    static func putFilters(_ path: String, _ entries: [[UInt8]: [UInt8]]?) throws {
+        let env = try Environment(path: path)
+        let filters = try env.openDatabase("filters", create: false)
+        try env.write { txn in
+            try txn.clear(filters)
+            for (k, v) in entries ?? [:] { try txn.put(filters, key: k, value: v) }
+        }
+    }
+
+    /// Every id is still found after the reopen (duplicates, and a conflict for an old id).
+    static func expectIDsFound(_ ledger: Ledger, _ events: [Event]) throws {
+        let again = ledger.append([events])
+        #expect(try again[0].get().allSatisfy(\.duplicate), "every id is found again")
+        let other = try TestEvents.event(id: events[5].id, caseID: "C-other", at: "2023-08-01T00:00:00Z")
+        guard case .failure(let e) = ledger.append([[other]])[0] else {
+            Issue.record("a conflicting id was accepted")
+            return
+        }
+        #expect(e.code == .idConflict)
+    }
+
+    @Test("the id filters are stored with each checkpoint and read at open; missing ones are rebuilt and stored")
+    func filtersStoredWithCheckpoints() throws {
+        let events = RandomHistory.events(seed: 33, cases: 80, randomIDs: true)
+        let dir = TemporaryDirectory()
+        let (path, _) = try Self.ledger(events, in: dir)
+        let stored = try Self.storedFilters(path)
+        let verify = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true)).verify()
+        #expect(verify.ok, "\(String(describing: verify.problem))")
+        #expect(stored.count > 3, "the filter of all ids and one per run: \(stored.count) entries")
+        #expect(stored[[UInt8](repeating: 0, count: 8)].map { Array($0.prefix(8)) }
+                    == withUnsafeBytes(of: UInt64(events.count).bigEndian) { Array($0) },
+                "the filter of all ids names the checkpoint (the last event)")
+
+        do {
+            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
+            try Self.expectIDsFound(ledger, events)
+        }
+        #expect(try Self.storedFilters(path) == stored, "an open that reads them writes nothing")
+
+        // The open uses what is stored: a filter of all ids with every bit set (which says
+        // "maybe" to every id) is kept, and every id is still found through the runs.
+        var saturated = stored
+        let allKey = [UInt8](repeating: 0, count: 8)
+        var ones = IDFilter(expected: 16).serialized()
+        for k in 29..<ones.count { ones[k] = 0xFF }  // after the version, the count and one header
+        saturated[allKey] = Array(try #require(stored[allKey]).prefix(8)) + ones
+        try Self.putFilters(path, saturated)
+        do {
+            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
+            try Self.expectIDsFound(ledger, events)
+            let fresh = try TestEvents.event(id: "a-new-id", caseID: "C-new", at: "2023-08-01T00:00:00Z")
+            #expect(try ledger.append([[fresh]])[0].get().first?.duplicate == false)
+        }
+        #expect(try Self.storedFilters(path)[allKey] == saturated[allKey], "the stored filter was used, not rebuilt")
+        try Self.putFilters(path, stored)
+
+        // Gone (a ledger of format 3, or lost): the open scans the index and stores them again.
+        try Self.putFilters(path, nil)
+        do {
+            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
+            try Self.expectIDsFound(ledger, events)
+        }
+        #expect(try Self.storedFilters(path).count == stored.count)
+
+        // One run's filter missing: not used, all are built again.
+        var partial = stored
+        partial.removeValue(forKey: partial.keys.filter { $0 != [UInt8](repeating: 0, count: 8) }.min { $0.lexicographicallyPrecedes($1) }!)
+        try Self.putFilters(path, partial)
+        do {
+            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
+            try Self.expectIDsFound(ledger, events)
+        }
+        #expect(try Self.storedFilters(path).count == stored.count)
+    }
+
+    @Test("verify finds a stored id filter that misses an id, and replay rebuilds it")
+    func verifyFindsAFilterThatMissesAnID() throws {
+        let events = RandomHistory.events(seed: 34, cases: 40, randomIDs: true)
+        let dir = TemporaryDirectory()
+        let (path, _) = try Self.ledger(events, in: dir)
+        var stored = try Self.storedFilters(path)
+        let allKey = [UInt8](repeating: 0, count: 8)
+        let position = try #require(stored[allKey]).prefix(8)
+        stored[allKey] = Array(position) + IDFilter(expected: 16).serialized()  // an empty filter
+        try Self.putFilters(path, stored)
+
+        let verify = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true)).verify()
+        #expect(!verify.ok)
+        #expect(verify.problem?.message.contains("filter of event ids misses") == true, "\(String(describing: verify.problem))")
+
+        do {
+            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
+            try ledger.rebuildProjections()
+            #expect(try ledger.verify().ok)
+            try Self.expectIDsFound(ledger, events)
+        }
+        #expect(try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true)).verify().ok)
+    }
 }
