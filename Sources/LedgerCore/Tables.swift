@@ -339,9 +339,11 @@ public struct IDFilter: Sendable {
     /// The filter as bytes, to be stored: a version byte (1), the number of filters (u32), then
     /// for each its capacity, its count and its block count (u64 each) and its blocks (64 bytes
     /// each, the words little-endian). `init(serialized:)` reads it back.
-    public func serialized() -> [UInt8] {
-        var w = ByteWriter()
-        w.bytes.reserveCapacity(5 + filters.reduce(0) { $0 + 24 + Int($1.blocks) * 64 })
+    /// - Parameter prefix: bytes to put before it, in the same array (no second copy of a large
+    ///   filter to prepend them).
+    public func serialized(after prefix: [UInt8] = []) -> [UInt8] {
+        var w = ByteWriter(bytes: prefix)
+        w.bytes.reserveCapacity(prefix.count + 5 + filters.reduce(0) { $0 + 24 + Int($1.blocks) * 64 })
         w.u8(1)
         w.u32(UInt32(filters.count))
         for f in filters {

@@ -100,7 +100,8 @@ extension Ledger {
                 _ = withMapGrowth { () throws in
                     try environment.write { txn in
                         try txn.clear(db)
-                        try storeIDFilters(all: filters.all, runs: filters.runs, position: position, txn: txn)
+                        try storeIDFilters(all: filters.all.serialized(after: Ledger.encodeUInt64(position)),
+                                           runs: filters.runs.map { ($0.start, $0.filter.serialized()) }, txn: txn)
                     }
                 }
             }
@@ -109,13 +110,15 @@ extension Ledger {
         return filters
     }
 
-    /// Stores the filter of all ids as of the checkpoint at `position` (a superset does no harm:
-    /// it may hold ids after it), and the filters of `runs`.
-    func storeIDFilters(all: IDFilter, runs: [IDFilters.Run], position: UInt64, txn: WriteTransaction) throws {
+    /// Stores the filter of all ids as of a checkpoint (`all`: the checkpoint's position, then the
+    /// filter's bytes; a superset does no harm: it may hold ids after it; nil: leave the stored one,
+    /// which then names an older checkpoint and is not used), and the filters of `runs`
+    /// (`IDFilter.serialized` each).
+    func storeIDFilters(all: [UInt8]?, runs: [(start: UInt64, filter: [UInt8])], txn: WriteTransaction) throws {
         guard let db = filters else { return }
-        try txn.put(db, key: Ledger.allIDsFilterKey, value: Ledger.encodeUInt64(position) + all.serialized())
+        if let all { try txn.put(db, key: Ledger.allIDsFilterKey, value: all) }
         for run in runs {
-            try txn.put(db, key: Ledger.encodeUInt64(run.start), value: run.filter.serialized())
+            try txn.put(db, key: Ledger.encodeUInt64(run.start), value: run.filter)
         }
     }
 

@@ -260,8 +260,7 @@ extension Ledger {
             }
             try txn.put(meta, key: Ledger.projectedKey, value: Ledger.encodeUInt64(plan.position))
             _ = try txn.delete(meta, key: Ledger.pendingKey)
-            try storeIDFilters(all: plan.idFilters.all, runs: [IDFilters.Run(start: plan.runStart, filter: plan.idFilters.run)],
-                               position: plan.position, txn: txn)
+            try storeIDFilters(all: plan.idFilters.all, runs: [(plan.runStart, plan.idFilters.run)], txn: txn)
         }
     }
 
@@ -437,18 +436,20 @@ final class CheckpointPlan: Sendable {
 
     /// The start of the run the ids go to (the position after the previous checkpoint; `IDIndex`).
     let runStart: UInt64
-    /// The writer's filter of all ids and the run's filter as of `position`, stored by the last
-    /// chunk so that the next open need not scan the index to build them.
-    let idFilters: (all: IDFilter, run: IDFilter)
+    /// The run's filter and, for the checkpoint of a clean shutdown, the writer's filter of all
+    /// ids (after `position`'s 8 bytes), as bytes, stored by the last chunk so that the next open
+    /// need not scan the index (`IDIndex`). Taken now: holding the filter itself would make the
+    /// writer's next insert copy it.
+    let idFilters: (all: [UInt8]?, run: [UInt8])
 
     /// A plan for `overlay` in chunks of at most about `chunkKeys` cases and ids.
     init(_ overlay: Overlay, counters: CounterTable, position: UInt64, runStart: UInt64,
-         idFilters: (all: IDFilter, run: IDFilter), chunkKeys: Int) {
+         idFilters: (all: IDFilter?, run: IDFilter), chunkKeys: Int) {
         self.overlay = overlay
         self.counters = counters
         self.position = position
         self.runStart = runStart
-        self.idFilters = idFilters
+        self.idFilters = (idFilters.all?.serialized(after: Ledger.encodeUInt64(position)), idFilters.run.serialized())
         let keys = max(chunkKeys, 1)
         chunks = max(1, (max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys)
     }

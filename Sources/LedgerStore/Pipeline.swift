@@ -140,8 +140,11 @@ extension Ledger {
                 let runStart = state.overlay.checkpoint + 1
                 let frozen = state.overlay.freeze(at: state.head.position, capacity: options.checkpointEvents)
                 let run = state.idFilters.addRun(start: runStart, ids: frozen.ids)
+                // Only the run's filter: the filter of all ids is stored by the checkpoint of a clean
+                // shutdown (`checkpoint()`); at every checkpoint it cost 18 MiB of peak memory and
+                // 0.65 GB of writes at 4M events.
                 let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
-                                          runStart: runStart, idFilters: (state.idFilters.all, run),
+                                          runStart: runStart, idFilters: (nil, run),
                                           chunkKeys: options.checkpointChunkKeys)
                 checkpoint = CheckpointWork(plan: plan, chunk: 0)
                 if let previous = state.frozen { state.older.insert(previous.cases, at: 0) }
