@@ -81,26 +81,22 @@ extension Ledger {
     static let allIDsFilterKey = [UInt8](repeating: 0, count: 8)
 
     /// The writer's filters for the log as stored, and `overlay`'s ids (the events after the
-    /// checkpoint): those stored with the checkpoint when they cover it (a few ms however long
+    /// checkpoint): those stored in `filters` when they cover the checkpoint (a few ms however long
     /// the log), else built by scanning the index (about 90 ms per 1,000,000 ids here) and, by a
     /// writer, stored for the next open.
     func loadIDFilters(overlay: Overlay) throws -> IDFilters {
-        let (stored, built) = try environment.read { txn -> (IDFilters?, IDFilters?) in
-            if let f = try storedIDFilters(txn) { return (f, nil) }
-            return (nil, try idFilters(txn, overlay: Overlay(checkpoint: 0, capacity: 0)))
-        }
+        let (stored, checkpoint) = try environment.read { txn in (try storedIDFilters(txn), try storedCheckpoint(txn)) }
         var filters: IDFilters
         if let stored {
             filters = stored
         } else {
-            filters = built!
+            filters = try environment.read { txn in try scanIDFilters(txn) }
             if !options.readOnly, let db = self.filters {
                 // Best effort: if this fails, the next open scans again.
-                let position = try environment.read { try storedCheckpoint($0) }
                 _ = withMapGrowth { () throws in
                     try environment.write { txn in
                         try txn.clear(db)
-                        try storeIDFilters(all: filters.all.serialized(after: Ledger.encodeUInt64(position)),
+                        try storeIDFilters(all: filters.all.serialized(after: Ledger.encodeUInt64(checkpoint)),
                                            runs: filters.runs.map { ($0.start, $0.filter.serialized()) }, txn: txn)
                     }
                 }
@@ -122,58 +118,48 @@ extension Ledger {
         }
     }
 
-    /// The filters stored with the checkpoint `txn` sees, if they cover the whole index: the filter
-    /// of all ids is the checkpoint's, no checkpoint is half written, and every run has its own.
-    func storedIDFilters(_ txn: some Transaction) throws -> IDFilters? {
-        guard let db = filters, try storedPending(txn) == nil else { return nil }
-        let checkpoint = try storedCheckpoint(txn)
-        // Read in place: the filter of all ids is 1.25 bytes per id.
-        let all = try Ledger.allIDsFilterKey.withUnsafeBytes { k in
-            try txn.withValue(db, key: k) { v -> IDFilter? in
-                guard v.count > 8, Ledger.decodeUInt64(v) == checkpoint else { return nil }
-                return IDFilter(serialized: UnsafeRawBufferPointer(rebasing: v[8...]))
+    /// What `filters` holds, as `storeIDFilters` wrote it (entries that do not read back are left
+    /// out); nil when the ledger has no `filters`.
+    func readStoredIDFilters(_ txn: some Transaction) throws -> StoredIDFilters? {
+        guard let db = filters else { return nil }
+        var stored = StoredIDFilters()
+        try txn.scan(db, from: nil) { key, value in
+            guard key.count == 8 else { return true }
+            if key.elementsEqual(Ledger.allIDsFilterKey) {
+                guard value.count > 8, let all = IDFilter(serialized: UnsafeRawBufferPointer(rebasing: value[8...])) else { return true }
+                stored.all = (Ledger.decodeUInt64(value), all)
+            } else if let f = IDFilter(serialized: value) {
+                stored.runs.append((Ledger.decodeUInt64(key), f))
             }
-        } ?? nil
-        guard let all else { return nil }
+            return true
+        }
+        return stored
+    }
+
+    /// The stored filters, if they cover the whole index as `txn` sees it: the filter of all ids
+    /// is the checkpoint's, no checkpoint is half written, and every run has its own.
+    func storedIDFilters(_ txn: some Transaction) throws -> IDFilters? {
+        guard try storedPending(txn) == nil, let stored = try readStoredIDFilters(txn), let all = stored.all,
+              all.position == (try storedCheckpoint(txn))
+        else { return nil }
+        let byStart = Dictionary(stored.runs, uniquingKeysWith: { first, _ in first })
         var runs: [IDFilters.Run] = []
         for start in try idRunStarts(txn).reversed() {
-            let f = try withUnsafeBytes(of: start.bigEndian) { k in
-                try txn.withValue(db, key: k) { IDFilter(serialized: $0) }
-            } ?? nil
-            guard let f else { return nil }
+            guard let f = byStart[start] else { return nil }
             runs.append(IDFilters.Run(start: start, filter: f))
         }
         var filters = IDFilters()
-        filters.all = all
+        filters.all = all.filter
         filters.runs = runs
         return filters
     }
 
-    /// The filters stored with a checkpoint, whichever runs have one, for `verify`: every id up to
-    /// `position` must be in `all` and in its run's filter.
-    func idFiltersToCheck(_ txn: some Transaction) throws -> StoredIDFilters? {
-        guard let db = filters else { return nil }
-        var stored: StoredIDFilters?
-        try txn.scan(db, from: nil) { key, value in
-            guard key.count == 8 else { return true }
-            if key.allSatisfy({ $0 == 0 }) {
-                guard value.count > 8, let all = IDFilter(serialized: UnsafeRawBufferPointer(rebasing: value[8...])) else { return true }
-                stored = StoredIDFilters(position: Ledger.decodeUInt64(value), all: all, runs: stored?.runs ?? [])
-            } else if let f = IDFilter(serialized: value) {
-                if stored == nil { stored = StoredIDFilters(position: 0, all: IDFilter(expected: 1), runs: []) }
-                stored!.runs.append((Ledger.decodeUInt64(key), f))
-            }
-            return true
-        }
-        return stored.flatMap { $0.position > 0 ? $0 : nil }
-    }
-
-    /// The filters of every id in the log as `txn` sees it: the stored runs (a scan of the index:
-    /// about 90 ms per 1,000,000 ids here) and `overlay`'s ids (the events after the checkpoint).
-    func idFilters(_ txn: some Transaction, overlay: Overlay) throws -> IDFilters {
+    /// The filters of the ids in the index as `txn` sees it, built by scanning it (about 90 ms per
+    /// 1,000,000 ids here).
+    func scanIDFilters(_ txn: some Transaction) throws -> IDFilters {
         let stored = try txn.count(ids)
         // Room for half as many again before the filter of all ids adds another.
-        var filters = IDFilters(expected: max((stored + overlay.ids.count) * 3 / 2, 1 << 20))
+        var filters = IDFilters(expected: max(stored * 3 / 2, 1 << 20))
         var runs: [IDFilters.Run] = []
         var runStart: UInt64?
         var hashes: [UInt64] = []  // of the run being read
@@ -198,7 +184,6 @@ extension Ledger {
         }
         endRun()
         filters.runs = runs.reversed()
-        for i in overlay.ids.indices where overlay.ids[value: i] != 0 { filters.insert(hash: keyHash(overlay.ids.key(at: i))) }
         return filters
     }
 }
@@ -239,13 +224,12 @@ struct IDFilters {
     }
 }
 
-/// The id filters as stored (`Ledger.idFiltersToCheck`).
+/// The id filters as stored (`Ledger.readStoredIDFilters`).
 struct StoredIDFilters {
-    /// The checkpoint the filter of all ids was stored with.
-    var position: UInt64
-    var all: IDFilter
+    /// The filter of all ids and the checkpoint it was stored with.
+    var all: (position: UInt64, filter: IDFilter)?
     /// Runs by start, ascending.
-    var runs: [(start: UInt64, filter: IDFilter)]
+    var runs: [(start: UInt64, filter: IDFilter)] = []
 
     /// The filter of the run that holds the id of the event at `position`, if it is stored.
     func run(of position: UInt64) -> IDFilter? {

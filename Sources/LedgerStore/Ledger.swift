@@ -49,8 +49,8 @@ public final class Ledger: Sendable {
     let cases: Database
     let projections: Database
     let durations: Database
-    /// The writer's id filters as of the last checkpoint (`IDIndex`); nil for a reader of a ledger
-    /// written before they were stored.
+    /// The writer's id filters (`IDIndex`): each run's, and the filter of all ids as of the last
+    /// clean shutdown; nil for a reader of a ledger written before they were stored.
     let filters: Database?
     let options: Options
     /// The report window the projections are computed for.
@@ -279,8 +279,9 @@ public final class Ledger: Sendable {
             throw StoreError("the ledger's format is version \(format), this program reads version \(formatVersion); use the matching release")
         }
         if format == 3 && !options.readOnly {
-            // Format 4 only adds case records of encoding 3, and encoding 2 is still read: nothing
-            // to rewrite. The number tells a program of format 3 not to open the ledger any more.
+            // Format 4 adds case records of encoding 3 (encoding 2 is still read) and `filters`
+            // (opened above; filled at the first checkpoint or open): nothing to rewrite. The number
+            // tells a program of format 3 not to open the ledger any more.
             try env.write { txn in try txn.put(meta, key: formatKey, value: encodeUInt64(formatVersion)) }
         }
         let head = stored.head ?? .empty

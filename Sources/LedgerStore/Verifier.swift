@@ -34,7 +34,7 @@ extension Ledger {
         }
         // The id filters stored with the checkpoint: a filter that missed a stored id would let
         // that id be appended again as new.
-        let storedFilters = try environment.read { txn in try idFiltersToCheck(txn) }
+        let storedFilters = try environment.read { txn in try readStoredIDFilters(txn) }
         var rounds = 0
         while true {
             rounds += 1
@@ -112,9 +112,9 @@ extension Ledger {
                     guard (e.position > checkpoint && rows[k].indexed == nil) || rows[k].indexed == e.position else {
                         return fail(e.position, "the id index maps \"\(event.id)\" to \(rows[k].indexed.map(String.init) ?? "nothing"), not to \(e.position)")
                     }
-                    if let f = storedFilters, e.position <= f.position {
+                    if let f = storedFilters, let all = f.all, e.position <= all.position {
                         let h = keyHash(event.id)
-                        guard f.all.mayContain(hash: h), f.run(of: e.position)?.mayContain(hash: h) ?? true else {
+                        guard all.filter.mayContain(hash: h), f.run(of: e.position)?.mayContain(hash: h) ?? true else {
                             return fail(e.position, "the stored filter of event ids misses \"\(event.id)\", so it could be appended again; run `ledgerctl replay` (daemon stopped), which rebuilds the filters")
                         }
                     }
