@@ -476,7 +476,11 @@ public final class Ledger: Sendable {
         guard !options.readOnly else { return }
         try writer.withLock { state in
             try drain(&state)
-            guard state.overlay.checkpoint < state.head.position else { return }
+            guard state.overlay.checkpoint < state.head.position else {
+                // The last group's checkpoint is at the head: only the filter of all ids is missing.
+                try storeAllIDFilter(state.idFilters.all, at: state.head.position)
+                return
+            }
             let runStart = state.overlay.checkpoint + 1
             let run = state.idFilters.addRun(start: runStart, ids: state.overlay.ids)
             let plan = CheckpointPlan(state.overlay, counters: state.counters, position: state.head.position,
@@ -485,6 +489,19 @@ public final class Ledger: Sendable {
             try writeCheckpointChunksNow(plan, 0..<plan.chunks)
             state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents)
         }
+    }
+
+    /// Stores the filter of all ids as of the checkpoint at `position` unless it is stored already.
+    func storeAllIDFilter(_ all: IDFilter, at position: UInt64) throws {
+        guard let db = filters else { return }
+        let key = Ledger.encodeUInt64(position)
+        let outcome = withMapGrowth { () throws in
+            try environment.write { txn in
+                if try txn.get(db, key: Ledger.allIDsFilterKey)?.prefix(8).elementsEqual(key) == true { return }
+                try storeIDFilters(all: all.serialized(after: key), runs: [], txn: txn)
+            }
+        }
+        if case .failure(let e) = outcome { throw e }
     }
 
     /// Writes chunks `chunks` of `plan`, each in a transaction of its own, and then marks the

@@ -135,6 +135,27 @@ struct IDIndexTests {
         #expect(e.code == .idConflict)
     }
 
+    /// A clean shutdown just after a checkpoint that ends at the head (the last append made it due)
+    /// has no events to write, but still stores the filter of all ids, so the next open reads it.
+    @Test func aCheckpointAtTheHeadStillStoresTheFilterOfAllIDs() throws {
+        let events = RandomHistory.events(seed: 34, cases: 30)
+        let dir = TemporaryDirectory()
+        let path = dir.file("data")
+        do {
+            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: events.count))
+            _ = try ledger.append([events])[0].get()
+            #expect(try ledger.checkpointPosition() == UInt64(events.count), "the append made the checkpoint due")
+            try ledger.checkpoint()
+            try ledger.checkpoint()  // again: nothing more to store
+        }
+        let stored = try Self.storedFilters(path)
+        let all = try #require(stored[[UInt8](repeating: 0, count: 8)], "the filter of all ids is stored")
+        #expect(Array(all.prefix(8)) == withUnsafeBytes(of: UInt64(events.count).bigEndian) { Array($0) })
+        let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: events.count))
+        try Self.expectIDsFound(ledger, events)
+        #expect(try Self.storedFilters(path) == stored, "the open read them and wrote nothing")
+    }
+
     @Test("the id filters are stored with each checkpoint and read at open; missing ones are rebuilt and stored")
     func filtersStoredWithCheckpoints() throws {
         let events = RandomHistory.events(seed: 33, cases: 80, randomIDs: true)
