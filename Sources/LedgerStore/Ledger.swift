@@ -86,6 +86,9 @@ public final class Ledger: Sendable {
         /// A checkpoint whose chunks are not all handed to groups yet, and the next chunk's number.
         var plan: CheckpointPlan?
         var nextChunk = 0
+        /// The groups sequenced since the last checkpoint was planned, and the events they took:
+        /// the pace that bounds the next checkpoint's chunks (`Ledger.chunkLimit`).
+        var pace = (groups: 0, events: 0)
         /// Groups sequenced and perhaps not stored yet.
         var recent: [RecentGroup] = []
         /// Filters of every id in the log (and some taken back), and of each run of `ids`: an id

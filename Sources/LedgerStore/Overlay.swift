@@ -442,16 +442,17 @@ final class CheckpointPlan: Sendable {
     /// writer's next insert copy it.
     let idFilters: (all: [UInt8]?, run: [UInt8])
 
-    /// A plan for `overlay` in chunks of at most about `chunkKeys` cases and ids.
+    /// A plan for `overlay` in chunks of at most about `chunkKeys` cases and ids, and at most
+    /// `maxChunks` chunks (then larger ones).
     init(_ overlay: Overlay, counters: CounterTable, position: UInt64, runStart: UInt64,
-         idFilters: (all: IDFilter?, run: IDFilter), chunkKeys: Int) {
+         idFilters: (all: IDFilter?, run: IDFilter), chunkKeys: Int, maxChunks: Int = .max) {
         self.overlay = overlay
         self.counters = counters
         self.position = position
         self.runStart = runStart
         self.idFilters = (idFilters.all?.serialized(after: Ledger.encodeUInt64(position)), idFilters.run.serialized())
         let keys = max(chunkKeys, 1)
-        chunks = max(1, (max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys)
+        chunks = max(1, min((max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys, maxChunks))
     }
 
     func sortedOrders() -> (cases: [Int], ids: [Int]) {

@@ -25,11 +25,11 @@ public struct SequencedGroup: Sendable {
     let checkpoint: CheckpointWork?
 }
 
-/// Chunk `chunk` of a checkpoint's `plan`, written in a group's transaction.
+/// Chunks `chunks` of a checkpoint's `plan`, written in a group's transaction.
 struct CheckpointWork: Sendable {
     let plan: CheckpointPlan
-    let chunk: Int
-    var isLast: Bool { chunk == plan.chunks - 1 }
+    let chunks: Range<Int>
+    var isLast: Bool { chunks.upperBound == plan.chunks }
 }
 
 /// A group sequenced and perhaps not stored yet: where a duplicate's original is read from.
@@ -126,11 +126,18 @@ extension Ledger {
             }
             state.head = Head(position: start + UInt64(accepted.count), hash: [])
             state.recent.append(RecentGroup(start: start, requests: requests, accepted: accepted))
+            state.pace.groups += 1
+            state.pace.events += accepted.count
             var checkpoint: CheckpointWork?
             if let plan = state.plan {
-                // The next chunk of the checkpoint being written.
-                checkpoint = CheckpointWork(plan: plan, chunk: state.nextChunk)
-                state.nextChunk += 1
+                // The next chunk of the checkpoint being written. Once the next checkpoint is due
+                // (it fell behind: the groups grew since it was planned), half of those left, so
+                // that it is written within a few groups instead of the overlay growing on.
+                let left = plan.chunks - state.nextChunk
+                let due = state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents)
+                let n = due ? (left + 1) / 2 : 1
+                checkpoint = CheckpointWork(plan: plan, chunks: state.nextChunk..<(state.nextChunk + n))
+                state.nextChunk += n
                 if state.nextChunk == plan.chunks { state.plan = nil }
             } else if state.head.position - state.overlay.checkpoint >= UInt64(options.checkpointEvents),
                       (state.frozen?.checkpoint ?? 0) <= committed.checkpoint {
@@ -144,9 +151,10 @@ extension Ledger {
                 // shutdown (`checkpoint()`); at every checkpoint it cost 18 MiB of peak memory and
                 // 0.65 GB of writes at 4M events.
                 let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
-                                          runStart: runStart, idFilters: (nil, run),
-                                          chunkKeys: options.checkpointChunkKeys)
-                checkpoint = CheckpointWork(plan: plan, chunk: 0)
+                                          runStart: runStart, idFilters: (nil, run), chunkKeys: options.checkpointChunkKeys,
+                                          maxChunks: Ledger.chunkLimit(pace: state.pace, interval: options.checkpointEvents))
+                state.pace = (0, 0)
+                checkpoint = CheckpointWork(plan: plan, chunks: 0..<1)
                 if let previous = state.frozen { state.older.insert(previous.cases, at: 0) }
                 state.frozen = frozen
                 state.trimCache(entries: options.caseCacheEntries)
@@ -181,7 +189,7 @@ extension Ledger {
                     }
                 }
                 if let work = group.checkpoint {
-                    try writeCheckpointChunk(work.plan, work.chunk, txn: txn)
+                    for chunk in work.chunks { try writeCheckpointChunk(work.plan, chunk, txn: txn) }
                 }
                 try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(head))
             }
@@ -276,6 +284,16 @@ extension Ledger {
     /// Commits between two drops of the mapped pages (`Environment.releaseMappedPages`) when no
     /// checkpoint is being written.
     static let commitsPerRelease = 8
+
+    /// The most chunks a checkpoint planned now may have: half the groups that the next
+    /// `interval` events take at `pace` (the groups and events since the last checkpoint was
+    /// planned), so that it is written well before the next one is due. Without it a small
+    /// `checkpointChunkKeys` with large groups made each checkpoint take longer than the interval:
+    /// the overlay grew with every checkpoint (at 4M events with 2,048 keys, 380 MiB of heap).
+    static func chunkLimit(pace: (groups: Int, events: Int), interval: Int) -> Int {
+        guard pace.events > 0 else { return .max }
+        return max(1, interval / 2 / max(1, pace.events / pace.groups))
+    }
 
     /// Writes the chunks of a checkpoint not yet handed to a group, so that what is stored is the
     /// checkpoint whole. For `drain`, when every group is committed.

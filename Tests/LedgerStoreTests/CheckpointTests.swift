@@ -226,4 +226,38 @@ struct CheckpointTests {
             #expect(after == nil, "\(after ?? "")")
         }
     }
+
+    /// Checkpoints whose chunks (one key each) are far more than the groups of an interval: each
+    /// checkpoint is planned in fewer, larger chunks (about half the groups an interval takes at
+    /// the pace so far), and one that falls behind because the groups grew (the last case: 2
+    /// events a request, then 60) writes half its chunks left with each group, so the events held
+    /// in memory stay near `checkpointEvents` instead of growing with every checkpoint.
+    @Test("a checkpoint keeps pace with the groups whatever checkpoint_chunk_keys is",
+          arguments: [(20, 20), (60, 60), (2, 60)] as [(Int, Int)])
+    func checkpointKeepsPace(firstRequests: Int, requestEvents: Int) throws {
+        let events = RandomHistory.events(seed: 21, cases: 400)
+        let dir = TemporaryDirectory()
+        let ledger = try Ledger(directory: dir.file("data"), options: Self.options(every: 200, chunkKeys: 1))
+        var sent = 0
+        var worst: UInt64 = 0
+        var checkpoints = Set<UInt64>()
+        while sent < events.count {
+            let n = min(sent < 600 ? firstRequests : requestEvents, events.count - sent)
+            _ = try ledger.append([Array(events[sent..<(sent + n)])])[0].get()
+            sent += n
+            worst = max(worst, ledger.eventsSinceCheckpoint)
+            checkpoints.insert(try ledger.checkpointPosition())
+        }
+        #expect(checkpoints.count >= events.count / 200 - 1, "\(checkpoints.count) checkpoints of \(events.count) events")
+        // The next checkpoint is planned at 200 events, and a plan takes about half as many again
+        // (with one key a chunk, each took more groups than the last: 2,158 events behind at the
+        // end). When the groups grow, a few groups more (without the halving: 1,758).
+        let groups: UInt64 = firstRequests == requestEvents ? 2 : 8
+        #expect(worst <= 200 + 200 + groups * UInt64(requestEvents), "\(worst) events after the checkpoint")
+        var replay = Replay(window: .pilot)
+        for e in events { try replay.apply(e) }
+        let differs = try ledger.compareProjections(with: replay, head: try ledger.head())
+        #expect(differs == nil, "\(differs ?? "")")
+        #expect(try ledger.verify().ok)
+    }
 }
