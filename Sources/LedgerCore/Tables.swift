@@ -420,6 +420,36 @@ public struct IDFilter: Sendable {
         return false
     }
 
+    /// `mayContain(hash:)` of the filter that `serialized()` wrote into `bytes`, read where the bytes
+    /// are (a stored filter in LMDB's map, not copied into memory); nil when they are not such a
+    /// filter.
+    public static func mayContain(hash h: UInt64, serialized bytes: UnsafeRawBufferPointer) -> Bool? {
+        var r = ByteReader(bytes)
+        guard r.u8() == 1, let n = r.u32(), n >= 1 else { return nil }
+        let g = second(h)
+        var found = false
+        for _ in 0..<n {
+            guard r.u64() != nil, r.u64() != nil, let blocks = r.u64(), blocks >= 1, blocks <= 1 << 34,
+                  let words = r.bytes(Int(blocks) * 64)
+            else { return nil }
+            if found { continue }  // (the rest is read only to check it is whole)
+            let base = Int(truncatingIfNeeded: h.multipliedFullWidth(by: blocks).high) * 64
+            var x = g
+            var all = true
+            for _ in 0..<7 {
+                let b = Int(x & 511)
+                let word = UInt64(littleEndian: words.loadUnaligned(fromByteOffset: base + (b >> 6) * 8, as: UInt64.self))
+                if word & (1 << UInt64(b & 63)) == 0 {
+                    all = false
+                    break
+                }
+                x >>= 9
+            }
+            found = all
+        }
+        return r.atEnd ? found : nil
+    }
+
     /// Reads the blocks a test of `keyHash` `h` reads, as `StringTable.touch` does.
     @inlinable @inline(__always)
     public func touch(_ h: UInt64) -> UInt64 {

@@ -100,9 +100,12 @@ public final class Ledger: Sendable {
 
         /// Once the frozen overlay's checkpoint is stored (`stored` has reached it), keeps only its
         /// cases, as a cache: its ids and samples are in their databases.
-        mutating func retireFrozen(stored: UInt64) {
+        /// Its run's filter is stored too (`storesFilters`: the ledger has `filters`), and is read
+        /// there from now on (`IDFilters`).
+        mutating func retireFrozen(stored: UInt64, storesFilters: Bool) {
             if let f = frozen, f.ids.count != 0, stored >= f.checkpoint {
                 frozen = f.retired()
+                if storesFilters { idFilters.dropStoredRuns(through: f.checkpoint) }
                 Ledger.releaseQueue.async { withExtendedLifetime(f) {} }  // its ids are freed there
             }
         }

@@ -74,7 +74,7 @@ extension Ledger {
         try reloadIfFailed(&state)
         let committed = self.committed.withLock { $0 }
         // The snapshot below is taken after this, so it holds what a retired frozen overlay held.
-        state.retireFrozen(stored: committed.checkpoint)
+        state.retireFrozen(stored: committed.checkpoint, storesFilters: filters != nil)
         let stored = state.recent.prefix { $0.start + UInt64($0.accepted.count) <= committed.head.position }.count
         if stored > 0 {
             // Freeing thousands of events is not the sequencer's job: the last reference may be
@@ -268,7 +268,7 @@ extension Ledger {
             if current.head.position == state.head.position {
                 state.head = current.head  // with its hash
                 try finishCheckpoint(&state)
-                state.retireFrozen(stored: committed.withLock { $0.checkpoint })
+                state.retireFrozen(stored: committed.withLock { $0.checkpoint }, storesFilters: filters != nil)
                 state.recent.removeAll()
                 return
             }

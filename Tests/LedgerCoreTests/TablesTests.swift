@@ -10,7 +10,7 @@ struct TablesTests {
         let inserted = (0..<400_000).map { "9b1c\($0 &* 2_654_435_761)-id" }
         for id in inserted { filter.insert(id) }
         #expect(inserted.allSatisfy { filter.mayContain($0) })
-        var bytes = Array("9b1c1-id".utf8)
+        let bytes = Array("9b1c1-id".utf8)
         bytes.withUnsafeBytes { filter.insert(hash: keyHash($0)) }
         #expect(filter.mayContain("9b1c1-id"), "bytes and strings hash alike")
         let others = (0..<100_000).map { "other-\($0)" }
@@ -35,6 +35,15 @@ struct TablesTests {
         #expect(back.serialized() == bytes)
         for bad in [Array(bytes.dropLast()), bytes + [0], [2] + bytes.dropFirst(), Array(bytes.prefix(40)), []] {
             #expect(bad.withUnsafeBytes { IDFilter(serialized: $0) } == nil)
+            #expect(bad.withUnsafeBytes { IDFilter.mayContain(hash: keyHash(inserted[0]), serialized: $0) } == nil)
+        }
+        // Read in place (a stored run's filter, in LMDB's map), at an odd address: the same answers.
+        let shifted = [0x55] + bytes
+        shifted.withUnsafeBytes { all in
+            let b = UnsafeRawBufferPointer(rebasing: all[1...])
+            #expect(inserted.allSatisfy { IDFilter.mayContain(hash: keyHash($0), serialized: b) == true })
+            #expect(others.map { IDFilter.mayContain(hash: keyHash($0), serialized: b) } == others.map { filter.mayContain($0) })
+            #expect(others.contains { IDFilter.mayContain(hash: keyHash($0), serialized: b) == false }, "a filter that says no")
         }
     }
 
