@@ -330,6 +330,10 @@ public final class Ledger: Sendable {
         committed.withLock { $0.head.position - min($0.checkpoint, $0.head.position) }
     }
 
+    /// The event ids the writer holds in memory (its overlay's: those of the events after the last
+    /// checkpoint planned, and any taken back since).
+    public var writerIDsInMemory: Int { writer.withLock { $0.overlay.ids.count } }
+
     /// The position the stored projections reflect (the last checkpoint); the events after it are
     /// held in memory by the writer.
     public func checkpointPosition() throws -> UInt64 {
@@ -591,10 +595,13 @@ public final class Ledger: Sendable {
             }
             let id = request[index].id
             let idHash = idHashes[index]
-            // The id's slot in the overlay (0 while it names no event there).
-            let ii = overlay.ids.index(of: id, hash: idHash) { 0 }
-            let existing = overlay.ids[value: ii] != 0
-                ? overlay.ids[value: ii]
+            // The id's slot in the overlay, if it has one (0 while it names no event there). Looked
+            // up, not inserted: only an event appended takes a slot, so that retries of old events
+            // (and rejected requests) do not fill the overlay until the next checkpoint (a 4M-event
+            // log sent again grew it by 160 MiB).
+            let ii = overlay.ids.index(of: id, hash: idHash)
+            let inOverlay = ii.map { overlay.ids[value: $0] } ?? 0
+            let existing = inOverlay != 0 ? inOverlay
                 : !idFilters.all.mayContain(hash: idHash) ? nil  // never seen: new, no lookup
                 : try lookup.frozen?.position(ofID: id) ?? lookup.readingStored {
                     try storedPosition(ofID: id, hash: idHash, filters: idFilters, txn: lookup.txn)
@@ -609,7 +616,9 @@ public final class Ledger: Sendable {
                     let a = g.accepted[Int(existing - g.start - 1)]  // in a group not stored yet
                     original = g.requests[a.request][a.index].canonical
                 } else {
-                    guard let stored = try self.event(lookup.txn, at: existing) else {
+                    // (Counted as a read of the stored indexes: a retry of old events reads them
+                    // all over the file, and their mapped pages went to 112 MiB for a 4M-event log.)
+                    guard let stored = try lookup.readingStored({ try self.event(lookup.txn, at: existing) }) else {
                         throw StoreError("the id index points at missing position \(existing); run `ledgerctl verify`")
                     }
                     original = Array(stored.event)
@@ -623,7 +632,7 @@ public final class Ledger: Sendable {
             let position = groupStart + UInt64(accepted.count) + 1
             let previous: UInt64
             do {
-                previous = try apply(request[index].facts, id: id, idIndex: ii, caseHash: caseHashes[index],
+                previous = try apply(request[index].facts, id: id, idIndex: ii, idHash: idHash, caseHash: caseHashes[index],
                                      position: position, overlay: &overlay, undo: &undo, delta: &delta) { caseID, h in
                     if let cached = lookup.cachedCaseRecord(caseID, hash: h) { return cached }
                     return try lookup.readingStored { try storedCaseRecord(caseID, txn: lookup.txn) }

@@ -138,13 +138,14 @@ extension Ledger {
     /// `undo` what it replaced) and adds its effect to `delta`. The one path of appending and of
     /// catching up after the checkpoint.
     /// - Parameters:
-    ///   - idIndex: the id's index in `overlay.ids` when the caller has it.
+    ///   - idIndex: the id's index in `overlay.ids` when it is there (an id taken back).
+    ///   - idHash: the id's `keyHash` when the caller has it.
     ///   - caseHash: the case id's `keyHash` when the caller has it.
     ///   - stored: the case's record before the overlay knew it, given its id and `keyHash`.
     /// - Returns: the position of the case's previous event (0 for a new case).
     /// - Throws: `LedgerError` when the case does not allow the event; nothing is changed then.
     @discardableResult
-    func apply(_ facts: EventFacts, id: String, idIndex: Int? = nil, caseHash: UInt64? = nil, position: UInt64,
+    func apply(_ facts: EventFacts, id: String, idIndex: Int? = nil, idHash: UInt64? = nil, caseHash: UInt64? = nil, position: UInt64,
                overlay: inout Overlay, undo: inout Overlay.Undo, delta: inout ProjectionDelta,
                stored: (String, UInt64) throws -> CaseRecord?) throws -> UInt64 {
         let caseHash = caseHash ?? keyHash(facts.caseID)
@@ -165,7 +166,7 @@ extension Ledger {
             overlay.cases[value: ci] = Overlay.CaseSlot(record: CaseRecord(state: state, last: position), dirty: true)
             previous = before?.last ?? 0
         }
-        let ii = idIndex ?? overlay.ids.index(of: id) { 0 }
+        let ii = idIndex ?? overlay.ids.index(of: id, hash: idHash ?? keyHash(id)) { 0 }
         overlay.ids[value: ii] = position
         undo.ids.append(ii)
         for d in delta.durations[samplesBefore...] {

@@ -260,4 +260,32 @@ struct CheckpointTests {
         #expect(differs == nil, "\(differs ?? "")")
         #expect(try ledger.verify().ok)
     }
+
+    /// Retries of events already checkpointed, and requests rejected, leave no id in the writer's
+    /// memory: only an appended event takes a slot until the next checkpoint. (Each used to take
+    /// one: a 4M-event log sent again grew the daemon by 160 MiB.)
+    @Test func retriesAndRejectionsTakeNoMemory() throws {
+        let events = RandomHistory.events(seed: 22, cases: 60)
+        let dir = TemporaryDirectory()
+        let ledger = try Ledger(directory: dir.file("data"), options: Self.options(every: 50))
+        for start in stride(from: 0, to: events.count, by: 10) {
+            _ = try ledger.append([Array(events[start..<min(start + 10, events.count)])])[0].get()
+        }
+        let before = ledger.writerIDsInMemory
+        #expect(before < 60, "\(before) ids after the last checkpoint")
+        for start in stride(from: 0, to: events.count, by: 10) {
+            let again = try ledger.append([Array(events[start..<min(start + 10, events.count)])])[0].get()
+            #expect(again.allSatisfy { $0.duplicate })
+        }
+        for k in 0..<200 {  // new ids, each in a request the case machine rejects (no such case)
+            let e = try TestEvents.event(id: "rejected-\(k)", type: "CaseWithdrawn", caseID: "C-none-\(k)", at: "2023-09-01T00:00:00Z",
+                                          data: #"{"reason":"left_country"}"#)
+            guard case .failure = ledger.append([[e]])[0] else {
+                Issue.record("an event of a case never requested was accepted")
+                return
+            }
+        }
+        #expect(ledger.writerIDsInMemory == before)
+        #expect(try ledger.head().position == UInt64(events.count))
+    }
 }
