@@ -46,9 +46,9 @@ public func keyHash(_ s: String) -> UInt64 {
 ///
 /// Entries live in segments of 4,096, each allocated whole when its first entry comes, so the
 /// table grows without copying what it holds and keeps at most part of one segment unused. (A
-/// segment grown by appending was reallocated 12 times on its way to 4,096, and the buffers it
-/// left behind fragmented the heap: 4 MiB more peak memory at 1M events.) (A single Array doubles: with 326,000 cases it held a
-/// 52 MiB buffer, a third of it empty, and copied it whole at every doubling.)
+/// single Array doubles: with 326,000 cases it held a 52 MiB buffer, a third of it empty, and
+/// copied it whole at every doubling. A segment grown by appending was reallocated 12 times on its
+/// way to 4,096, and the buffers it left fragmented the heap: 4 MiB more peak memory at 1M events.)
 public struct StringTable<Value> {
     @usableFromInline static var shift: Int { 12 }
     @usableFromInline static var low: Int { (1 << shift) - 1 }
