@@ -88,9 +88,14 @@ extension Transaction {
 
     /// The number of entries in the database.
     public func count(_ db: Database) throws -> Int {
+        try shape(db).entries
+    }
+
+    /// The entries of `db` and the leaf pages that hold them (`mdb_stat`).
+    public func shape(_ db: Database) throws -> (entries: Int, leafPages: Int) {
         var stat = MDB_stat()
         try check(mdb_stat(handle, db.dbi, &stat), "mdb_stat")
-        return Int(stat.ms_entries)
+        return (Int(stat.ms_entries), Int(stat.ms_leaf_pages))
     }
 }
 

@@ -495,7 +495,8 @@ public final class Ledger: Sendable {
             let run = state.idFilters.addRun(start: runStart, ids: state.overlay.ids)
             let plan = CheckpointPlan(state.overlay, counters: state.counters, position: state.head.position,
                                       runStart: runStart, idFilters: (state.idFilters.all, run),
-                                      chunkKeys: options.checkpointChunkKeys)
+                                      chunkKeys: options.checkpointChunkKeys,
+                                      casesShape: try environment.read { txn in try txn.shape(cases) })
             try writeCheckpointChunksNow(plan, 0..<plan.chunks)
             state.overlay.checkpointed(at: state.head.position, capacity: options.checkpointEvents)
         }

@@ -152,7 +152,8 @@ extension Ledger {
                 // 0.65 GB of writes at 4M events.
                 let plan = CheckpointPlan(frozen, counters: state.counters, position: state.head.position,
                                           runStart: runStart, idFilters: (nil, run), chunkKeys: options.checkpointChunkKeys,
-                                          maxChunks: Ledger.chunkLimit(pace: state.pace, interval: options.checkpointEvents))
+                                          maxChunks: Ledger.chunkLimit(pace: state.pace, interval: options.checkpointEvents),
+                                          casesShape: try txn.shape(cases))
                 state.pace = (0, 0)
                 checkpoint = CheckpointWork(plan: plan, chunks: 0..<1)
                 if let previous = state.frozen { state.older.insert(previous.cases, at: 0) }
