@@ -236,7 +236,7 @@ extension Ledger {
 
     /// Writes chunk `chunk` of `plan` (the first and the last chunk do more, see `CheckpointPlan`).
     func writeCheckpointChunk(_ plan: CheckpointPlan, _ chunk: Int, txn: WriteTransaction) throws {
-        let (caseOrder, idOrder, caseBounds) = plan.sortedOrders()
+        let keys = plan.keys(of: chunk)
         let overlay = plan.overlay
         if chunk == 0 {
             if plan.chunks > 1 {
@@ -252,10 +252,10 @@ extension Ledger {
                 }
             }
         }
-        try putSorted(overlay.cases, caseOrder[caseBounds[chunk]..<caseBounds[chunk + 1]], into: cases, txn: txn) { i, out in
+        try putSorted(overlay.cases, keys.cases, into: cases, txn: txn) { i, out in
             overlay.cases[value: i].record!.encode(into: &out)
         }
-        try putSorted(overlay.ids, plan.slice(idOrder, chunk), into: ids, run: plan.runStart, txn: txn) { i, out in
+        try putSorted(overlay.ids, keys.ids, into: ids, run: plan.runStart, txn: txn) { i, out in
             withUnsafeBytes(of: overlay.ids[value: i].bigEndian) { out.append(contentsOf: $0) }
         }
         if chunk == plan.chunks - 1 {
@@ -429,8 +429,9 @@ struct LastKey {
 /// written with one commit, so that no transaction holds more than a chunk's share of the
 /// indexes' pages in memory and no append waits for a whole checkpoint (STORAGE.md).
 ///
-/// Chunk `k` writes the `k`-th of `chunks` equal runs of the cases and of the ids in key order, so
-/// each B-tree page is still written about once per checkpoint. The first chunk also stores
+/// Chunk `k` writes the `k`-th of `chunks` runs of the cases and of the ids in key order
+/// (`keys(of:)`: the ids in equal counts, the cases in about equal pages), so each B-tree page is
+/// still written about once per checkpoint. The first chunk also stores
 /// `meta.pending` (the position and the counters) and all the duration samples; the last writes
 /// the counters and moves `meta.projected` to `position`. Until then a reader replays from the
 /// previous checkpoint and skips what a chunk already stored (`Ledger.currentState`).
@@ -469,9 +470,17 @@ final class CheckpointPlan: Sendable {
         chunks = max(1, min((max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys, maxChunks))
     }
 
+    /// The cases and the ids that chunk `chunk` writes: indexes into the overlay's tables, in key
+    /// order. The ids in runs of equal counts; the cases by `caseBounds`.
+    func keys(of chunk: Int) -> (cases: ArraySlice<Int>, ids: ArraySlice<Int>) {
+        let o = sortedOrders()
+        let idBounds = evenBounds(o.ids.count)
+        return (o.cases[o.caseBounds[chunk]..<o.caseBounds[chunk + 1]], o.ids[idBounds[chunk]..<idBounds[chunk + 1]])
+    }
+
     /// The cases' and the ids' indexes in key order, and where each chunk's cases start
     /// (`chunks + 1` bounds into the cases' order).
-    func sortedOrders() -> (cases: [Int], ids: [Int], caseBounds: [Int]) {
+    private func sortedOrders() -> (cases: [Int], ids: [Int], caseBounds: [Int]) {
         orders.withLock { o in
             if let o { return o }
             let cases = overlay.cases, ids = overlay.ids
@@ -489,12 +498,11 @@ final class CheckpointPlan: Sendable {
     /// touch about `leafPages × (1 − (1 − d / entries)^(entries per page))` pages for `d` of them.
     /// Cut by count, the first chunks held all the stored cases: at 4M events (1.3M cases) the
     /// largest commit changed 3,367 pages, which LMDB keeps allocated for the next ones.
-    func caseBounds(_ order: [Int]) -> [Int] {
+    private func caseBounds(_ order: [Int]) -> [Int] {
         let n = order.count
-        let even = (0...chunks).map { n * $0 / chunks }
-        guard chunks > 1, let shape = casesShape, shape.entries > 0, shape.leafPages > 0 else { return even }
+        guard chunks > 1, let shape = casesShape, shape.entries > 0, shape.leafPages > 0 else { return evenBounds(n) }
         let stored = order.reduce(0) { $0 + (overlay.cases[value: $1].isNew ? 0 : 1) }
-        guard stored > 0, stored < n else { return even }
+        guard stored > 0, stored < n else { return evenBounds(n) }
         let perPage = Double(shape.entries) / Double(shape.leafPages)
         let newWeight = 1 / perPage
         let touched = Double(shape.leafPages) * (1 - pow(1 - min(1, Double(stored) / Double(shape.entries)), perPage))
@@ -511,8 +519,6 @@ final class CheckpointPlan: Sendable {
         return bounds
     }
 
-    /// The `chunk`-th of `chunks` equal runs of `order`.
-    func slice(_ order: [Int], _ chunk: Int) -> ArraySlice<Int> {
-        order[(order.count * chunk / chunks)..<(order.count * (chunk + 1) / chunks)]
-    }
+    /// Where each of `chunks` runs of equal counts of `n` entries starts, and `n`.
+    private func evenBounds(_ n: Int) -> [Int] { (0...chunks).map { n * $0 / chunks } }
 }
