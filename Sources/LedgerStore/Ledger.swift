@@ -713,6 +713,12 @@ final class ChainBuilder: @unchecked Sendable {
     private var buffer: [UInt8] = []
     private var ends: [Int] = []
     private var recordTail: [UInt8] = []
+    /// Buffers of committed groups, emptied, for the next groups (`recycle`): a group's buffer is
+    /// a few MiB, and a fresh one costs a page fault per 4 KiB written whenever the allocator
+    /// maps it anew (it does for every block above its mmap threshold).
+    private var spares: [(buffer: [UInt8], ends: [Int])] = []
+    /// Enough for the groups in flight: one being built, one sealed, one being written.
+    private static let maxSpares = 3
 
     init(head: Head) {
         hash = head.hash
@@ -723,10 +729,13 @@ final class ChainBuilder: @unchecked Sendable {
     final class Sealed: @unchecked Sendable {
         // @unchecked: set once by the chain's queue before `done` is signalled, read after `wait`.
         private let done = DispatchSemaphore(value: 0)
+        private let builder: ChainBuilder
         fileprivate var buffer: [UInt8] = []
         fileprivate var ends: [Int] = []
         fileprivate var hash: [UInt8] = []
         private var waited = false
+
+        fileprivate init(builder: ChainBuilder) { self.builder = builder }
 
         fileprivate func fill(_ buffer: [UInt8], _ ends: [Int], _ hash: [UInt8]) {
             self.buffer = buffer
@@ -757,6 +766,9 @@ final class ChainBuilder: @unchecked Sendable {
 
         /// The hash of the group's last event.
         var lastHash: [UInt8] { hash }
+
+        /// Once the values are written: gives the buffers back to the builder for a later group.
+        func recycle() { builder.recycle(self) }
     }
 
     /// Starts a group of at most `events` events recorded with `recordTail` (`,"recorded_at":"…"}`).
@@ -764,9 +776,14 @@ final class ChainBuilder: @unchecked Sendable {
         queue.async { [self] in
             // Room for the whole group up front: a buffer grown by doubling copies itself (and
             // faults in fresh pages) several times per group.
-            buffer = []
+            if let spare = spares.popLast() {
+                buffer = spare.buffer
+                ends = spare.ends
+            } else {
+                buffer = []
+                ends = []
+            }
             buffer.reserveCapacity(events * 512)
-            ends = []
             ends.reserveCapacity(events)
             self.recordTail = recordTail
         }
@@ -806,13 +823,25 @@ final class ChainBuilder: @unchecked Sendable {
 
     /// Ends the group: its values, once built.
     func seal() -> Sealed {
-        let sealed = Sealed()
+        let sealed = Sealed(builder: self)
         queue.async { [self] in
             sealed.fill(buffer, ends, hash)
             buffer = []
             ends = []
         }
         return sealed
+    }
+
+    /// Takes back a group's buffers once its values are written, for a later group to reuse.
+    private func recycle(_ sealed: Sealed) {
+        var spare = (buffer: [UInt8](), ends: [Int]())
+        swap(&spare.buffer, &sealed.buffer)
+        swap(&spare.ends, &sealed.ends)
+        spare.buffer.removeAll(keepingCapacity: true)
+        spare.ends.removeAll(keepingCapacity: true)
+        queue.async { [self, spare] in
+            if spares.count < ChainBuilder.maxSpares { spares.append(spare) }
+        }
     }
 
     /// Continues the chain from `head` (after a failed write: the groups built since are dropped).

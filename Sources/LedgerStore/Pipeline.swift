@@ -195,6 +195,7 @@ extension Ledger {
                 try txn.put(meta, key: Ledger.headKey, value: Ledger.encodeHead(head))
             }
         }
+        chain.recycle()
         switch outcome {
         case .success:
             let checkpointed = group.checkpoint.flatMap { $0.isLast ? $0.plan.position : nil }
