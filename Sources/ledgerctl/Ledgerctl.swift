@@ -21,6 +21,7 @@ struct Ledgerctl: ParsableCommand {
 
     /// Runs the command; usage errors exit 2 (the contract's code) instead of 64.
     static func main() {
+        Allocator.configureForWriter()
         // A parent may have left SIGINT/SIGTERM blocked (some test runners do): a command that runs
         // until interrupted (tail) must still stop on them.
         var unblock = sigset_t()

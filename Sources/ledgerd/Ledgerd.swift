@@ -26,6 +26,7 @@ struct Ledgerd: AsyncParsableCommand {
 
     /// Runs the daemon; usage errors exit 2 (the contract's code) instead of 64.
     static func main() async {
+        Allocator.configureForWriter()
         do {
             var command = try parseAsRoot()
             if var async = command as? any AsyncParsableCommand {
