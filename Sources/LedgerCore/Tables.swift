@@ -280,8 +280,10 @@ public struct CounterTable: Sendable, Equatable {
 /// Blocked: each string sets 7 bits in one 512-bit block (one cache line), at 10 bits per string
 /// of the filter's capacity (as many blocks as that takes, not a power of two: the block is picked
 /// by the high half of the hash times the block count). When a filter holds its capacity another,
-/// twice as big, is added, so nothing is ever rehashed; a lookup tests each filter (one block
-/// each). Memory: 1.25 bytes per string of capacity.
+/// half as big again, is added, so nothing is ever rehashed; a lookup tests each filter (one block
+/// each). Memory: 1.25 bytes per string of capacity, 1 to 1.5 times the strings held once it has
+/// grown (the filters add up to 3 times the last one's capacity; doubling gave 1 to 2 times:
+/// 8.75 MiB for 4,000,000 strings from 1M, against 5.9 MiB now).
 public struct IDFilter: Sendable {
     @usableFromInline
     struct Filter: Sendable {
@@ -405,7 +407,7 @@ public struct IDFilter: Sendable {
 
     private mutating func insert(hashes: (UInt64, UInt64)) {
         if filters[filters.count - 1].count >= filters[filters.count - 1].capacity {
-            filters.append(Filter(capacity: filters[filters.count - 1].capacity * 2))
+            filters.append(Filter(capacity: filters[filters.count - 1].capacity * 3 / 2))
         }
         filters[filters.count - 1].set(hashes.0, hashes.1)
     }
