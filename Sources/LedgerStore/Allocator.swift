@@ -22,19 +22,40 @@ public enum Allocator {
     public static let mmapThreshold: Int32 = 128 << 10
     public static let trimThreshold: Int32 = 32 << 20
 
-    /// Applies the settings above, unless the environment sets the allocator. Call it first thing
-    /// in `main`: blocks allocated before keep where they are.
-    public static func configureForWriter() {
+    /// What `configureForWriter` did.
+    public enum Outcome: Equatable, Sendable {
+        case applied
+        /// The environment sets the allocator through this variable: nothing was changed.
+        case keptOperatorSetting(String)
+        /// Not glibc, or no `mallopt`: nothing was changed.
+        case unavailable
+    }
+
+    /// Applies the settings above, unless the environment sets the allocator. Call it before the
+    /// ledger is opened: blocks allocated before keep where they are.
+    @discardableResult
+    public static func configureForWriter() -> Outcome {
         #if canImport(Glibc)
-        let names = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
-        if names.contains(where: { getenv($0) != nil }) { return }
-        if let tunables = getenv("GLIBC_TUNABLES"), String(cString: tunables).contains("glibc.malloc.") { return }
+        var environment: [String: String] = [:]
+        for name in ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"] {
+            if let value = getenv(name) { environment[name] = String(cString: value) }
+        }
+        if let setting = operatorSetting(in: environment) { return .keptOperatorSetting(setting) }
         // `mallopt` is in <malloc.h>, which the Glibc module leaves out.
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return .unavailable }
         let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
         let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_THRESHOLD: Int32 = -3  // <malloc.h>
-        _ = mallopt(M_MMAP_THRESHOLD, mmapThreshold)
-        _ = mallopt(M_TRIM_THRESHOLD, trimThreshold)
+        guard mallopt(M_MMAP_THRESHOLD, mmapThreshold) == 1, mallopt(M_TRIM_THRESHOLD, trimThreshold) == 1 else { return .unavailable }
+        return .applied
+        #else
+        return .unavailable
         #endif
+    }
+
+    /// The variable of `environment` by which the operator sets glibc's allocator, if any.
+    public static func operatorSetting(in environment: [String: String]) -> String? {
+        for name in ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"] where environment[name] != nil { return name }
+        if let tunables = environment["GLIBC_TUNABLES"], tunables.contains("glibc.malloc.") { return "GLIBC_TUNABLES" }
+        return nil
     }
 }

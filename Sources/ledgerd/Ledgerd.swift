@@ -26,7 +26,6 @@ struct Ledgerd: AsyncParsableCommand {
 
     /// Runs the daemon; usage errors exit 2 (the contract's code) instead of 64.
     static func main() async {
-        Allocator.configureForWriter()
         do {
             var command = try parseAsRoot()
             if var async = command as? any AsyncParsableCommand {
@@ -56,6 +55,7 @@ struct Ledgerd: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
+        let allocator = Allocator.configureForWriter()
         var settings = Configuration()
         let env = ProcessInfo.processInfo.environment
         let file = config ?? env["LEDGERD_CONFIG"] ?? (FileManager.default.fileExists(atPath: "Config/ledgerd.toml") ? "Config/ledgerd.toml" : nil)
@@ -76,6 +76,15 @@ struct Ledgerd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "ledgerd")
+        switch allocator {
+        case .applied:
+            logger.debug("glibc malloc: mmap threshold and trim threshold set", metadata: [
+                "mmap_threshold": "\(Allocator.mmapThreshold)", "trim_threshold": "\(Allocator.trimThreshold)"])
+        case .keptOperatorSetting(let name):
+            logger.info("glibc malloc: the environment sets it, left as it is", metadata: ["variable": "\(name)"])
+        case .unavailable:
+            logger.debug("glibc malloc: mallopt not available, allocator left as it is")
+        }
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets["ledger_commit_seconds"] = [
