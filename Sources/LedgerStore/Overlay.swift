@@ -429,17 +429,21 @@ struct LastKey {
 /// written with one commit, so that no transaction holds more than a chunk's share of the
 /// indexes' pages in memory and no append waits for a whole checkpoint (STORAGE.md).
 ///
-/// Chunk `k` writes the `k`-th of `chunks` runs of the cases and of the ids in key order
-/// (`keys(of:)`: the ids in equal counts, the cases in about equal pages), so each B-tree page is
-/// still written about once per checkpoint. The first chunk also stores
-/// `meta.pending` (the position and the counters) and all the duration samples; the last writes
-/// the counters and moves `meta.projected` to `position`. Until then a reader replays from the
+/// A checkpoint of one chunk writes everything in one commit. Otherwise the first chunk stores
+/// `meta.pending` (the position and the counters) and all the duration samples, and nothing else:
+/// the samples of an interval can take 2.5 MiB of pages (the one that closes the pilot's cases),
+/// and LMDB keeps as many pages as its largest commit changed, for good. Each chunk after it writes
+/// the next of the runs of the cases and of the ids in key order (`keys(of:)`: the ids in equal
+/// counts, the cases in about equal pages), so each B-tree page is still written about once per
+/// checkpoint. The last chunk also writes the counters and moves `meta.projected` to `position`. Until then a reader replays from the
 /// previous checkpoint and skips what a chunk already stored (`Ledger.currentState`).
 final class CheckpointPlan: Sendable {
     let overlay: Overlay
     let counters: CounterTable
     let position: UInt64
     let chunks: Int
+    /// The chunks that write cases and ids: the last `keyChunks` of `chunks`.
+    private let keyChunks: Int
     /// The cases' and the ids' indexes in key order, sorted by the first chunk's writer.
     private let orders = Mutex<(cases: [Int], ids: [Int], caseBounds: [Int])?>(nil)
 
@@ -467,19 +471,29 @@ final class CheckpointPlan: Sendable {
         self.idFilters = (idFilters.all?.serialized(after: Ledger.encodeUInt64(position)), idFilters.run.serialized())
         self.casesShape = casesShape
         let keys = max(chunkKeys, 1)
-        chunks = max(1, min((max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys, maxChunks))
+        let wanted = (max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys
+        if wanted <= 1 || maxChunks <= 1 {
+            keyChunks = 1
+            chunks = 1
+        } else {
+            keyChunks = min(wanted, maxChunks - 1)
+            chunks = keyChunks + 1
+        }
     }
 
     /// The cases and the ids that chunk `chunk` writes: indexes into the overlay's tables, in key
-    /// order. The ids in runs of equal counts; the cases by `caseBounds`.
+    /// order (none for the first of several chunks). The ids in runs of equal counts; the cases by
+    /// `caseBounds`.
     func keys(of chunk: Int) -> (cases: ArraySlice<Int>, ids: ArraySlice<Int>) {
+        let k = chunk - (chunks - keyChunks)
+        guard k >= 0 else { return ([], []) }
         let o = sortedOrders()
         let idBounds = evenBounds(o.ids.count)
-        return (o.cases[o.caseBounds[chunk]..<o.caseBounds[chunk + 1]], o.ids[idBounds[chunk]..<idBounds[chunk + 1]])
+        return (o.cases[o.caseBounds[k]..<o.caseBounds[k + 1]], o.ids[idBounds[k]..<idBounds[k + 1]])
     }
 
     /// The cases' and the ids' indexes in key order, and where each chunk's cases start
-    /// (`chunks + 1` bounds into the cases' order).
+    /// (`keyChunks + 1` bounds into the cases' order).
     private func sortedOrders() -> (cases: [Int], ids: [Int], caseBounds: [Int]) {
         orders.withLock { o in
             if let o { return o }
@@ -500,7 +514,7 @@ final class CheckpointPlan: Sendable {
     /// largest commit changed 3,367 pages, which LMDB keeps allocated for the next ones.
     private func caseBounds(_ order: [Int]) -> [Int] {
         let n = order.count
-        guard chunks > 1, let shape = casesShape, shape.entries > 0, shape.leafPages > 0 else { return evenBounds(n) }
+        guard keyChunks > 1, let shape = casesShape, shape.entries > 0, shape.leafPages > 0 else { return evenBounds(n) }
         let stored = order.reduce(0) { $0 + (overlay.cases[value: $1].isNew ? 0 : 1) }
         guard stored > 0, stored < n else { return evenBounds(n) }
         let perPage = Double(shape.entries) / Double(shape.leafPages)
@@ -512,13 +526,13 @@ final class CheckpointPlan: Sendable {
         var sum = 0.0
         for (k, i) in order.enumerated() {
             sum += overlay.cases[value: i].isNew ? newWeight : storedWeight
-            while bounds.count < chunks, sum >= total * Double(bounds.count) / Double(chunks) { bounds.append(k + 1) }
+            while bounds.count < keyChunks, sum >= total * Double(bounds.count) / Double(keyChunks) { bounds.append(k + 1) }
         }
-        while bounds.count <= chunks { bounds.append(n) }
-        bounds[chunks] = n
+        while bounds.count <= keyChunks { bounds.append(n) }
+        bounds[keyChunks] = n
         return bounds
     }
 
-    /// Where each of `chunks` runs of equal counts of `n` entries starts, and `n`.
-    private func evenBounds(_ n: Int) -> [Int] { (0...chunks).map { n * $0 / chunks } }
+    /// Where each of `keyChunks` runs of equal counts of `n` entries starts, and `n`.
+    private func evenBounds(_ n: Int) -> [Int] { (0...keyChunks).map { n * $0 / keyChunks } }
 }
