@@ -435,8 +435,9 @@ struct LastKey {
 /// and LMDB keeps as many pages as its largest commit changed, for good. Each chunk after it writes
 /// the next of the runs of the cases and of the ids in key order (`keys(of:)`: the ids in equal
 /// counts, the cases in about equal pages), so each B-tree page is still written about once per
-/// checkpoint. The last chunk also writes the counters and moves `meta.projected` to `position`. Until then a reader replays from the
-/// previous checkpoint and skips what a chunk already stored (`Ledger.currentState`).
+/// checkpoint. The last chunk also writes the counters and moves `meta.projected` to `position`.
+/// Until then a reader replays from the previous checkpoint and skips what a chunk already stored
+/// (`Ledger.currentState`).
 final class CheckpointPlan: Sendable {
     let overlay: Overlay
     let counters: CounterTable
@@ -444,7 +445,8 @@ final class CheckpointPlan: Sendable {
     let chunks: Int
     /// The chunks that write cases and ids: the last `keyChunks` of `chunks`.
     private let keyChunks: Int
-    /// The cases' and the ids' indexes in key order, sorted by the first chunk's writer.
+    /// The cases' and the ids' indexes in key order, sorted by the writer of the first chunk that
+    /// writes cases and ids.
     private let orders = Mutex<(cases: [Int], ids: [Int], caseBounds: [Int])?>(nil)
 
     /// The start of the run the ids go to (the position after the previous checkpoint; `IDIndex`).
