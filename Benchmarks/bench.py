@@ -885,7 +885,7 @@ def document(b, mach, started, elapsed, command, table_md):
   {max(1, round(a.scale))} times over, one copy after the other in time (each shifted by the
   history's span, its ids numbered by copy): the log grows and the load stays that of the pilot.
   Its peak memory against the median at 1 × is the target "not growing with the log" ("met"
-  allows 5 %). *Denser*: `--cases` {a.scale:g} times as many in the same months, so {a.scale:g}
+  allows 5 %; what grows, and why, is in docs/OPERATIONS.md, "Capacity"). *Denser*: `--cases` {a.scale:g} times as many in the same months, so {a.scale:g}
   times the cases are active at a time and each checkpoint interval touches more of them (bounded
   by `checkpoint_events`, not by the log): shown, judged only against 256 MiB. VmHWM is sampled
   every 50 ms to show it at a quarter, half and three quarters of the ingest's time. Bytes
