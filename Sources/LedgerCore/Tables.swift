@@ -295,8 +295,11 @@ public struct IDFilter: Sendable {
         var capacity: Int
         var count = 0
 
+        /// The blocks a filter of `capacity` strings has: 10 bits per string, at least one.
+        static func blocks(forCapacity capacity: Int) -> Int { max(1, (capacity * 10 + 511) / 512) }
+
         init(capacity: Int) {
-            let blocks = max(1, (capacity * 10 + 511) / 512)
+            let blocks = Filter.blocks(forCapacity: capacity)
             words = Array(repeating: 0, count: blocks * 8 + 7)
             offset = words.withUnsafeBufferPointer { (8 - Int(bitPattern: $0.baseAddress!) / 8 % 8) % 8 }
             self.blocks = UInt64(blocks)
@@ -310,13 +313,7 @@ public struct IDFilter: Sendable {
         @inline(__always)
         func test(_ h: UInt64, _ bits: UInt64) -> Bool {
             let base = block(h)
-            var x = bits
-            for _ in 0..<7 {
-                let b = Int(x & 511)
-                if words[base + (b >> 6)] & (1 << UInt64(b & 63)) == 0 { return false }
-                x >>= 9
-            }
-            return true
+            return IDFilter.blockHas(bits) { words[base + $0] }
         }
 
         @inline(__always)
@@ -366,26 +363,52 @@ public struct IDFilter: Sendable {
     /// Reads `serialized()`'s form; nil when `bytes` are not one (cut short, another version,
     /// a block count that does not fit its capacity).
     public init?(serialized bytes: UnsafeRawBufferPointer) {
-        var r = ByteReader(bytes)
-        guard r.u8() == 1, let n = r.u32(), n >= 1 else { return nil }
         var filters: [Filter] = []
-        for _ in 0..<n {
-            guard let capacity = r.u64(), let count = r.u64(), let blocks = r.u64(), capacity <= 1 << 40,
-                  count <= capacity, blocks <= 1 << 34
-            else { return nil }
-            var f = Filter(capacity: Int(capacity))
-            guard f.blocks == blocks, let words = r.bytes(Int(blocks) * 64) else { return nil }
-            f.count = Int(count)
+        let whole = IDFilter.readSerialized(bytes) { capacity, count, blocks, words in
+            var f = Filter(capacity: capacity)
+            f.count = count
             let offset = f.offset
             f.words.withUnsafeMutableBufferPointer { out in
-                for k in 0..<(Int(blocks) * 8) {
+                for k in 0..<(blocks * 8) {
                     out[offset + k] = UInt64(littleEndian: words.loadUnaligned(fromByteOffset: k * 8, as: UInt64.self))
                 }
             }
             filters.append(f)
         }
-        guard r.atEnd else { return nil }
+        guard whole else { return nil }
         self.filters = filters
+    }
+
+    /// Calls `body` with each filter that `serialized()` wrote into `bytes`: its capacity, its
+    /// count, its block count and its blocks, where they are. False when the bytes are not such a
+    /// filter (then `body` may have been called for the filters before the fault).
+    private static func readSerialized(
+        _ bytes: UnsafeRawBufferPointer,
+        _ body: (_ capacity: Int, _ count: Int, _ blocks: Int, _ words: UnsafeRawBufferPointer) -> Void
+    ) -> Bool {
+        var r = ByteReader(bytes)
+        guard r.u8() == 1, let n = r.u32(), n >= 1 else { return false }
+        for _ in 0..<n {
+            guard let capacity = r.u64(), let count = r.u64(), let blocks = r.u64(), capacity <= 1 << 40,
+                  count <= capacity, blocks == Filter.blocks(forCapacity: Int(capacity)),
+                  let words = r.bytes(Int(blocks) * 64)
+            else { return false }
+            body(Int(capacity), Int(count), Int(blocks), words)
+        }
+        return r.atEnd
+    }
+
+    /// Whether a block has the 7 bits that `bits` (`second(h)`) picks; `word(k)` reads its `k`-th
+    /// 64-bit word.
+    @inline(__always)
+    static func blockHas(_ bits: UInt64, _ word: (Int) -> UInt64) -> Bool {
+        var x = bits
+        for _ in 0..<7 {
+            let b = Int(x & 511)
+            if word(b >> 6) & (1 << UInt64(b & 63)) == 0 { return false }
+            x >>= 9
+        }
+        return true
     }
 
     /// The bit-picking second hash for a string whose `keyHash` is `h`.
@@ -426,30 +449,14 @@ public struct IDFilter: Sendable {
     /// are (a stored filter in LMDB's map, not copied into memory); nil when they are not such a
     /// filter.
     public static func mayContain(hash h: UInt64, serialized bytes: UnsafeRawBufferPointer) -> Bool? {
-        var r = ByteReader(bytes)
-        guard r.u8() == 1, let n = r.u32(), n >= 1 else { return nil }
         let g = second(h)
         var found = false
-        for _ in 0..<n {
-            guard r.u64() != nil, r.u64() != nil, let blocks = r.u64(), blocks >= 1, blocks <= 1 << 34,
-                  let words = r.bytes(Int(blocks) * 64)
-            else { return nil }
-            if found { continue }  // (the rest is read only to check it is whole)
-            let base = Int(truncatingIfNeeded: h.multipliedFullWidth(by: blocks).high) * 64
-            var x = g
-            var all = true
-            for _ in 0..<7 {
-                let b = Int(x & 511)
-                let word = UInt64(littleEndian: words.loadUnaligned(fromByteOffset: base + (b >> 6) * 8, as: UInt64.self))
-                if word & (1 << UInt64(b & 63)) == 0 {
-                    all = false
-                    break
-                }
-                x >>= 9
-            }
-            found = all
+        let whole = readSerialized(bytes) { _, _, blocks, words in
+            guard !found else { return }  // (the rest is read only to check it is whole)
+            let base = Int(truncatingIfNeeded: h.multipliedFullWidth(by: UInt64(blocks)).high) * 8
+            found = blockHas(g) { UInt64(littleEndian: words.loadUnaligned(fromByteOffset: (base + $0) * 8, as: UInt64.self)) }
         }
-        return r.atEnd ? found : nil
+        return whole ? found : nil
     }
 
     /// Reads the blocks a test of `keyHash` `h` reads, as `StringTable.touch` does.

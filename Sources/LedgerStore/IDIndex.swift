@@ -80,16 +80,28 @@ extension Ledger {
 
     /// The run that holds the id of the event at `position`, among `starts` (ascending), or nil.
     static func run(of position: UInt64, in starts: [UInt64]) -> UInt64? {
+        runIndex(of: position, in: starts).map { starts[$0] }
+    }
+
+    /// The index in `starts` (ascending) of the run that holds the id of the event at `position`,
+    /// or nil.
+    static func runIndex<Starts: RandomAccessCollection<UInt64>>(of position: UInt64, in starts: Starts) -> Int?
+    where Starts.Index == Int {
         var low = 0, high = starts.count  // the first start after `position`
         while low < high {
             let mid = (low + high) / 2
             if starts[mid] <= position { low = mid + 1 } else { high = mid }
         }
-        return low == 0 ? nil : starts[low - 1]
+        return low == 0 ? nil : low - 1
     }
 
     /// The key of the filter of all ids in `filters`; a run's filter is under its start.
     static let allIDsFilterKey = [UInt8](repeating: 0, count: 8)
+
+    /// The value stored under `allIDsFilterKey`: the checkpoint's position, then the filter's bytes.
+    static func allIDsFilterValue(_ all: IDFilter, at position: UInt64) -> [UInt8] {
+        all.serialized(after: encodeUInt64(position))
+    }
 
     /// The writer's filters for the log as stored, and `overlay`'s ids (the events after the
     /// checkpoint): those stored in `filters` when they cover the checkpoint (a few ms however long
@@ -109,7 +121,7 @@ extension Ledger {
                 let outcome = withMapGrowth { () throws in
                     try environment.write { txn in
                         try txn.clear(db)
-                        try storeIDFilters(all: filters.all.serialized(after: Ledger.encodeUInt64(checkpoint)),
+                        try storeIDFilters(all: Ledger.allIDsFilterValue(filters.all, at: checkpoint),
                                            runs: filters.runs.compactMap { run in run.filter.map { (run.start, $0.serialized()) } },
                                            txn: txn)
                     }
@@ -266,7 +278,6 @@ struct StoredIDFilters {
 
     /// The filter of the run that holds the id of the event at `position`, if it is stored.
     func run(of position: UInt64) -> IDFilter? {
-        guard let start = Ledger.run(of: position, in: runs.map(\.start)) else { return nil }
-        return runs.first { $0.start == start }?.filter
+        Ledger.runIndex(of: position, in: runs.lazy.map(\.start)).map { runs[$0].filter }
     }
 }

@@ -509,7 +509,7 @@ public final class Ledger: Sendable {
         let outcome = withMapGrowth { () throws in
             try environment.write { txn in
                 if try txn.get(db, key: Ledger.allIDsFilterKey)?.prefix(8).elementsEqual(key) == true { return }
-                try storeIDFilters(all: all.serialized(after: key), runs: [], txn: txn)
+                try storeIDFilters(all: Ledger.allIDsFilterValue(all, at: position), runs: [], txn: txn)
             }
         }
         if case .failure(let e) = outcome { throw e }

@@ -42,8 +42,9 @@ struct Overlay {
     struct CaseSlot {
         var record: CaseRecord?
         var dirty: Bool
-        /// Not in `cases` yet when the overlay took it (a new case): its key is appended, not
-        /// looked up in the tree, when it is written (`CheckpointPlan`'s chunks).
+        /// Not in `cases` yet when the overlay took it (a new case): written, it adds an entry
+        /// (appended when its key sorts last) instead of rewriting one in its page, so it weighs
+        /// less when a checkpoint is cut into chunks (`CheckpointPlan.caseBounds`).
         var isNew = false
     }
 
@@ -470,7 +471,7 @@ final class CheckpointPlan: Sendable {
         self.counters = counters
         self.position = position
         self.runStart = runStart
-        self.idFilters = (idFilters.all?.serialized(after: Ledger.encodeUInt64(position)), idFilters.run.serialized())
+        self.idFilters = (idFilters.all.map { Ledger.allIDsFilterValue($0, at: position) }, idFilters.run.serialized())
         self.casesShape = casesShape
         let keys = max(chunkKeys, 1)
         let wanted = (max(overlay.cases.count, overlay.ids.count) + keys - 1) / keys

@@ -7,6 +7,9 @@ import Testing
 /// The `ids` index in runs (format 3): the upgrade from format 2, and what `verify` checks.
 @Suite("The id index")
 struct IDIndexTests {
+    /// The key of the filter of all ids in `filters` (the runs' are their starts).
+    static let allKey = [UInt8](repeating: 0, count: 8)
+
     /// A ledger of `events`, checkpointed, in a new directory; returns its path and report.
     static func ledger(_ events: [Event], in dir: TemporaryDirectory) throws -> (String, JSONObject) {
         let path = dir.file("data")
@@ -149,7 +152,7 @@ struct IDIndexTests {
             try ledger.checkpoint()  // again: nothing more to store
         }
         let stored = try Self.storedFilters(path)
-        let all = try #require(stored[[UInt8](repeating: 0, count: 8)], "the filter of all ids is stored")
+        let all = try #require(stored[Self.allKey], "the filter of all ids is stored")
         #expect(Array(all.prefix(8)) == withUnsafeBytes(of: UInt64(events.count).bigEndian) { Array($0) })
         let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: events.count))
         try Self.expectIDsFound(ledger, events)
@@ -165,7 +168,7 @@ struct IDIndexTests {
         let verify = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true)).verify()
         #expect(verify.ok, "\(String(describing: verify.problem))")
         #expect(stored.count > 3, "the filter of all ids and one per run: \(stored.count) entries")
-        #expect(stored[[UInt8](repeating: 0, count: 8)].map { Array($0.prefix(8)) }
+        #expect(stored[Self.allKey].map { Array($0.prefix(8)) }
                     == withUnsafeBytes(of: UInt64(events.count).bigEndian) { Array($0) },
                 "the filter of all ids names the checkpoint (the last event)")
 
@@ -178,10 +181,9 @@ struct IDIndexTests {
         // The open uses what is stored: a filter of all ids with every bit set (which says
         // "maybe" to every id) is kept, and every id is still found through the runs.
         var saturated = stored
-        let allKey = [UInt8](repeating: 0, count: 8)
         var ones = IDFilter(expected: 16).serialized()
         for k in 29..<ones.count { ones[k] = 0xFF }  // after the version, the count and one header
-        saturated[allKey] = Array(try #require(stored[allKey]).prefix(8)) + ones
+        saturated[Self.allKey] = Array(try #require(stored[Self.allKey]).prefix(8)) + ones
         try Self.putFilters(path, saturated)
         do {
             let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
@@ -189,7 +191,7 @@ struct IDIndexTests {
             let fresh = try TestEvents.event(id: "a-new-id", caseID: "C-new", at: "2023-08-01T00:00:00Z")
             #expect(try ledger.append([[fresh]])[0].get().first?.duplicate == false)
         }
-        #expect(try Self.storedFilters(path)[allKey] == saturated[allKey], "the stored filter was used, not rebuilt")
+        #expect(try Self.storedFilters(path)[Self.allKey] == saturated[Self.allKey], "the stored filter was used, not rebuilt")
         try Self.putFilters(path, stored)
 
         // Gone (a ledger of format 3, or lost): the open scans the index and stores them again.
@@ -202,7 +204,7 @@ struct IDIndexTests {
 
         // One run's filter missing: not used, all are built again.
         var partial = stored
-        partial.removeValue(forKey: partial.keys.filter { $0 != [UInt8](repeating: 0, count: 8) }.min { $0.lexicographicallyPrecedes($1) }!)
+        partial.removeValue(forKey: partial.keys.filter { $0 != Self.allKey }.min { $0.lexicographicallyPrecedes($1) }!)
         try Self.putFilters(path, partial)
         do {
             let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
@@ -217,9 +219,8 @@ struct IDIndexTests {
         let dir = TemporaryDirectory()
         let (path, _) = try Self.ledger(events, in: dir)
         var stored = try Self.storedFilters(path)
-        let allKey = [UInt8](repeating: 0, count: 8)
-        let position = try #require(stored[allKey]).prefix(8)
-        stored[allKey] = Array(position) + IDFilter(expected: 16).serialized()  // an empty filter
+        let position = try #require(stored[Self.allKey]).prefix(8)
+        stored[Self.allKey] = Array(position) + IDFilter(expected: 16).serialized()  // an empty filter
         try Self.putFilters(path, stored)
 
         let verify = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true)).verify()
