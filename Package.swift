@@ -82,6 +82,10 @@ let package = Package(
         .executableTarget(
             name: "DecodeBench", dependencies: ["LedgerCore"], path: "Benchmarks/decode",
             swiftSettings: strictSettings),
+        // The writer's cost per event, in process (not a product; Benchmarks/append/main.swift).
+        .executableTarget(
+            name: "AppendBench", dependencies: ["LedgerCore", "LedgerStore"], path: "Benchmarks/append",
+            swiftSettings: strictSettings),
         // Test support: temporary ledgers and an in-process socket client.
         .target(
             name: "LedgerTestSupport",

@@ -1,29 +1,38 @@
 #!/usr/bin/env python3
-"""The benchmark driver behind scripts/bench (issue 6). Standard library only.
+"""The benchmark driver behind scripts/bench (issue 16). Standard library only.
 
 scripts/bench installs the peers, builds ledgerd (release) and the C programs of Benchmarks/, then
 runs this with --bin-dir and --tools-dir. It measures, side by side and in alternation, with the
-median of --runs runs:
+median of --runs runs, every server on an empty directory:
 
-  1. durable ingest of the generated history into ledgerd over its socket (loadgen: 4 connections,
-     batches of 1,000, --inflight requests in flight per connection);
-     The same ingest again with the history's ids replaced by random UUIDv4s (--ids uuid), which
-     makes the id index take random inserts instead of appends;
-  2. the same load against the C reference appender (raw LMDB, one commit per request), Redis
-     Streams (XADD pipelined, appendfsync always) and SQLite (WAL, synchronous=FULL, in process);
-  3. one event per request, one request in flight: round trip p50/p99, ledgerd and the reference;
-  4. 64 connections sending one event at a time (group commit), against 3's one connection;
-  5. `ledgerctl replay` of the whole log against a raw LMDB cursor scan of the same directory;
-  6. restart to ready on the ingested ledger, peak memory (VmHWM) at the end of the ingest, bytes
-     of data.mdb per event, the time of `ledgerctl dump`.
+  1. durable ingest into ledgerd over its socket (loadgen: 4 connections, batches of 1,000,
+     --inflight requests in flight per connection) of the generated history with random UUIDv4
+     event ids (--ids uuid, as intake systems that make their own idempotency keys send), then the
+     same file into the C reference appender (raw LMDB, one commit per request), Redis Streams
+     (XADD pipelined, appendfsync always) and SQLite (WAL, synchronous=FULL, in process), and at the
+     end of the run into ledgerd again with `writer_threads = 1` instead of two;
+  2. during ledgerd's UUID ingest, the round trip of a `status` request sent every 10 ms on a
+     connection of its own (p50, p99, max): what a monitor sees while the daemon is loaded;
+  3. `ledgerctl replay` of the UUID ledger against a raw LMDB cursor scan of the same directory;
+  4. restart to ready on the UUID ledger, peak memory (VmHWM) at the end of the ingest, bytes of
+     data.mdb per event, the time of `ledgerctl dump`;
+  5. once, after the runs: the UUID history --scale times over in time (10,000,000 events by
+     default) into ledgerd, then the reference: rate, peak memory, bytes written to disk;
+  6. the same ingest with the generator's sequential ids (`sm-1-0000001`, in order: the id index
+     appends), into ledgerd and Redis;
+  7. one event per request, one request in flight: round trip p50/p99, ledgerd and the reference;
+  8. 64 connections sending one event at a time (group commit), against 7's one connection.
 
 It prints one table and writes it, with the machine, the date, the commit and the method, to
-docs/PERFORMANCE.md (with --quick, to .build-bench/PERFORMANCE-quick.md unless --out is given).
-Targets are reported, never asserted: the exit code says only whether the benchmark itself ran.
+docs/PERFORMANCE.md (with --quick, to .build-bench/PERFORMANCE-quick.md unless --out is given),
+with Benchmarks/MECHANISMS.md, if that file exists, copied in after the notes. Targets are reported,
+never asserted: the exit code says only whether the benchmark itself ran.
 """
 import argparse
 import datetime
+import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -211,6 +220,83 @@ class Samples:
         return max([v.get("RssAnon", 0) for _, v in self.samples] + [self.end.get("RssAnon", 0)])
 
 
+def nearest_rank(xs, p):
+    """The p-th percentile of xs by nearest rank (the smallest value with at least p % at or below
+    it), or None for no values."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+
+
+class StatusProber:
+    """Sends `{"op":"status"}` to a daemon every `interval` seconds on a connection of its own, one
+    request in flight (the answer line is read before the next is sent; a slow answer delays the
+    next probe, it never piles them up), and records every round trip, from the write to the
+    answer line read, until stopped. A probe with no answer within `timeout` is recorded with the
+    time it waited (a lower bound) and the connection is opened again, so the prober can neither
+    hang nor read a late answer as the next one's; any other socket error ends it (`error`)."""
+
+    def __init__(self, sock, interval=0.010, timeout=5.0):
+        self.sock, self.interval, self.timeout = sock, interval, timeout
+        self.probes = []  # (perf_counter at the write, round trip in seconds, "ok":true in the answer; None: timeout)
+        self.error = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.probe, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        """Ends probing after the probe in flight (at most `timeout` more)."""
+        self.done.set()
+        self.thread.join(self.timeout + 5)
+
+    def probe(self):
+        s, buf = None, b""
+        try:
+            while not self.done.is_set():
+                if s is None:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.settimeout(self.timeout)
+                    s.connect(self.sock)
+                    buf = b""
+                t0 = time.perf_counter()
+                try:
+                    s.sendall(b'{"op":"status"}\n')
+                    while b"\n" not in buf:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            raise OSError("the daemon closed the status connection")
+                        buf += chunk
+                except socket.timeout:
+                    self.probes.append((t0, time.perf_counter() - t0, None))
+                    s.close()
+                    s = None
+                    continue
+                t1 = time.perf_counter()
+                line, buf = buf.split(b"\n", 1)
+                self.probes.append((t0, t1 - t0, b'"ok":true' in line))
+                # the next write `interval` after this one, or at once after a slower answer
+                self.done.wait(max(0.0, t0 + self.interval - time.perf_counter()))
+        except OSError as e:
+            self.error = str(e)
+        finally:
+            if s is not None:
+                s.close()
+
+    def summary(self, t_from, t_to):
+        """The probes written from `t_from` to `t_to` (perf_counter): count, p50/p99 (nearest rank)
+        and max round trip in ms, timeouts, answers without "ok":true."""
+        probes = [(rtt, ok) for t, rtt, ok in self.probes if t_from <= t <= t_to]
+        rtts = [rtt for rtt, _ in probes]
+        ms = lambda x: None if x is None else round(x * 1000, 3)  # noqa: E731
+        return {"probes": len(rtts), "p50_ms": ms(nearest_rank(rtts, 50)), "p99_ms": ms(nearest_rank(rtts, 99)),
+                "max_ms": ms(max(rtts) if rtts else None), "timeouts": sum(1 for _, ok in probes if ok is None),
+                "not_ok": sum(1 for _, ok in probes if ok is False), "error": self.error}
+
+
 def tree_size(path):
     total = 0
     for root, _, files in os.walk(path):
@@ -247,9 +333,30 @@ class Bench:
         self.config = [ "--config", config] if os.path.exists(config) else []
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERD_")}
         self.work = tempfile.mkdtemp(prefix="ledger-bench-", dir=a.tmp_dir)
+        try:
+            self.one_writer_config = self.write_one_writer_config(config)
+        except BenchError:
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
         self.results = {}  # key -> list of per-run values
         self.raw = []  # (run, what, dict)
         self.notes = []
+
+    def write_one_writer_config(self, config):
+        """A copy of the repository's configuration in the work directory with `writer_threads = 1`
+        (one thread validates and writes in turn) instead of 2, for the one-writer-thread row."""
+        try:
+            with open(config) as f:
+                text = f.read()
+        except OSError as e:
+            raise BenchError(f"cannot read {config} for the writer_threads = 1 copy: {e}") from None
+        line = re.compile(r"^writer_threads = 2[ \t]*$", re.M)
+        if len(line.findall(text)) != 1:
+            raise BenchError(f"{config} has no single line `writer_threads = 2` to set to 1")
+        path = os.path.join(self.work, "ledgerd-one-writer.toml")
+        with open(path, "w") as f:
+            f.write(line.sub("writer_threads = 1", text))
+        return path
 
     def tool(self, name):
         return os.path.join(self.tools, name)
@@ -266,15 +373,24 @@ class Bench:
     # --- the history ------------------------------------------------------------------------------
     def history(self):
         cases = max(1, round(self.a.events / EVENTS_PER_CASE))
-        self.history_path = self.generate(cases, "sequence")
-        # The same history with random UUIDv4 event ids, as intake systems that make their own
-        # idempotency keys send: the id index then takes random inserts instead of appends.
+        # Random UUIDv4 event ids, as intake systems that make their own idempotency keys send: the
+        # id index takes random inserts. Most rows use this file.
         self.uuid_history_path = self.generate(cases, "uuid")
-        with open(self.history_path, "rb") as f:
-            n = sum(1 for line in f if line.strip())
-        self.cases, self.n_events = cases, n
+        # The same history with the generator's ids (`sm-1-0000001`, in order), the best case for
+        # the id index (appends): the sequential rows, one event per request and 64 connections.
+        self.history_path = self.generate(cases, "sequence")
+        counts = []
+        for path in (self.uuid_history_path, self.history_path):
+            with open(path, "rb") as f:
+                counts.append(sum(1 for line in f if line.strip()))
+        if counts[0] != counts[1]:
+            raise BenchError(f"{self.uuid_history_path} has {counts[0]} events, {self.history_path} {counts[1]}")
+        self.cases, self.n_events = cases, counts[0]
+        self.uuid_history_bytes = os.path.getsize(self.uuid_history_path)
         self.history_bytes = os.path.getsize(self.history_path)
-        log(f"history: {self.history_path}: {n:,} events, {self.history_bytes / n:.0f} bytes per event as NDJSON")
+        n = self.n_events
+        log(f"history: {self.uuid_history_path}: {n:,} events, {self.uuid_history_bytes / n:.0f} bytes per event "
+            f"as NDJSON (with sequential ids: {self.history_bytes / n:.0f})")
 
     def generate(self, cases, ids):
         gen = os.path.join(self.repo, "scripts", "generate-pilot-data")
@@ -290,9 +406,11 @@ class Bench:
         return path
 
     # --- servers ----------------------------------------------------------------------------------
-    def start_ledgerd(self, d, timeout=120.0):
+    def start_ledgerd(self, d, timeout=120.0, config=None):
+        """ledgerd on `d`; `config` replaces the repository's Config/ledgerd.toml."""
         data, sock = os.path.join(d, "data"), os.path.join(d, "ledgerd.sock")
-        return Daemon("ledgerd", [self.ledgerd, *self.config, "--data-dir", data, "--socket", sock], sock,
+        conf = ["--config", config] if config else self.config
+        return Daemon("ledgerd", [self.ledgerd, *conf, "--data-dir", data, "--socket", sock], sock,
                       os.path.join(d, "ledgerd.log"), env=self.env, cwd=d, timeout=timeout)
 
     def start_reference(self, d):
@@ -325,47 +443,63 @@ class Bench:
             raise BenchError(f"status failed: {st}")
         return st
 
-    # --- 1, 2, 6: ingest, then the ledger's replay, restart, report, size --------------------------
-    def ingest_ledgerd(self, r, uuid_ids=False):
-        """Ingests the history; with `uuid_ids`, the one with UUIDv4 ids, its figures under `…_uuid`."""
-        x = "_uuid" if uuid_ids else ""
+    # --- 1, 2, 4, 6: ingest into ledgerd ---------------------------------------------------------
+    def ingest_ledgerd(self, r, ids, writer_threads=2):
+        """Ingests the history with `ids` ("uuid" or "sequence") into a fresh ledgerd, with
+        `writer_threads` = 1 on the configuration that says so. The figures go under keys with
+        `_uuid` (UUID ids) and `_1w` (one writer thread); the UUID ingests are probed with `status`
+        (2). Returns the directory of the UUID ledger of two writer threads (replay, restart and
+        dump run on it), None for the others (removed)."""
+        uuid, one = ids == "uuid", writer_threads == 1
+        x = ("_uuid" if uuid else "") + ("_1w" if one else "")
         d = self.fresh(f"run{r}-ledgerd{x}")
-        log(f"run {r}: ingest into ledgerd ({self.n_events:,} events, 4 x {self.a.batch} x {self.a.inflight} in flight"
-            + (", UUIDv4 ids)" if uuid_ids else ")"))
-        dm = self.start_ledgerd(d)
+        log(f"run {r}: ingest into ledgerd ({self.n_events:,} events, {ids} ids, 4 x {self.a.batch} x "
+            f"{self.a.inflight} in flight" + (", writer_threads = 1)" if one else ")")
+            + (", status every 10 ms" if uuid else ""))
+        dm = self.start_ledgerd(d, config=self.one_writer_config if one else None)
         try:
-            res, s = self.sampled_ingest(dm, self.uuid_history_path if uuid_ids else None)
-            end_status = s.end
-            hwm = end_status["VmHWM"]
+            res, s, probe = self.sampled_ingest(dm, self.uuid_history_path if uuid else self.history_path,
+                                                probe=uuid)
             st = self.ledger_head(dm.sock)
         finally:
             rc = dm.stop()
-        hwm_half = s.hwm_at(0.5)
-        anon_peak = s.anon_peak
-        self.put(f"anon_peak_ledgerd{x}_mib", anon_peak / 2**20)
         if rc != 0:
             self.notes.append(f"run {r}: ledgerd exited with {rc} on SIGTERM after the ingest{x}")
         if st.get("head") != self.n_events or res["duplicates"]:
             raise BenchError(f"ledgerd head {st.get('head')} after ingesting {self.n_events} events "
                              f"({res['duplicates']} duplicates)")
+        hwm, hwm_half = s.end["VmHWM"], s.hwm_at(0.5)
+        data_bytes = file_size(os.path.join(d, "data", "data.mdb"))
         self.put(f"ingest_ledgerd{x}", res["events_per_s"])
+        self.put(f"ingest_ledgerd{x}_p50_ms", res["p50_us"] / 1000)
         self.put(f"hwm_ledgerd{x}_mib", hwm / 2**20)
         if hwm_half is not None:
             self.put(f"hwm_ledgerd{x}_half_mib", hwm_half / 2**20)
-        data_bytes = file_size(os.path.join(d, "data", "data.mdb"))
+        self.put(f"anon_peak_ledgerd{x}_mib", s.anon_peak / 2**20)
+        self.put(f"rssfile_end_ledgerd{x}_mib", s.end.get("RssFile", 0) / 2**20)
+        self.put(f"bytes_ledgerd{x}", data_bytes / self.n_events)
+        if probe is not None:
+            self.put(f"status{x}_probes", probe["probes"])
+            for k in ("p50_ms", "p99_ms", "max_ms"):
+                if probe[k] is not None:
+                    self.put(f"status{x}_{k}", probe[k])
+            if probe["error"] or probe["timeouts"] or probe["not_ok"] or not probe["probes"]:
+                self.notes.append(f"run {r}: the status prober during the ingest{x}: {probe['probes']} probes, "
+                                  f"{probe['timeouts']} timed out, {probe['not_ok']} not ok"
+                                  + (f", stopped by: {probe['error']}" if probe["error"] else ""))
         self.raw.append((r, f"ingest ledgerd{x}", {**res, "vm_hwm_bytes": hwm, "vm_hwm_half_bytes": hwm_half,
-                                                    "data_mdb_bytes": data_bytes, "commits": st.get("commits")}))
-        if uuid_ids:
-            shutil.rmtree(d, ignore_errors=True)
-            return None
-        self.put("rssfile_end_ledgerd_mib", end_status.get("RssFile", 0) / 2**20)
-        self.put("ingest_ledgerd_p50_ms", res["p50_us"] / 1000)
-        self.put("bytes_ledgerd", data_bytes / self.n_events)
-        return d
+                                                    "data_mdb_bytes": data_bytes, "commits": st.get("commits"),
+                                                    "status_probe": probe}))
+        if uuid and not one:
+            return d
+        shutil.rmtree(d, ignore_errors=True)
+        return None
 
-    def sampled_ingest(self, dm, history=None):
+    def sampled_ingest(self, dm, history, probe=False):
         """The ingest of `history` into the daemon `dm`, its /proc status sampled every 50 ms (to see
-        whether the peak grows with the log); returns loadgen's result and the `Samples`."""
+        how the peak grows with the log) and, with `probe`, a `status` request sent every 10 ms on a
+        connection of its own. Returns loadgen's result, the `Samples` and the prober's summary of
+        the probes written while the load ran (None without `probe`)."""
         samples, done = [], threading.Event()
 
         def sample():
@@ -376,124 +510,31 @@ class Bench:
                     return
 
         sampler = threading.Thread(target=sample, daemon=True)
+        prober = StatusProber(dm.sock) if probe else None
         try:
             t_start = time.perf_counter()
             sampler.start()
+            if prober:
+                prober.start()
             res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, history=history)
             t_end = time.perf_counter()
         finally:
             done.set()
+            if prober:
+                prober.stop()
             sampler.join()
-        return res, Samples(samples, t_start, t_end, dm.status(), read_io(dm.pid))
+        # loadgen connects and builds its requests before its clock starts; the load is its
+        # `seconds` up to the moment it returned.
+        summary = prober.summary(t_end - res["seconds"], t_end) if prober else None
+        return res, Samples(samples, t_start, t_end, dm.status(), read_io(dm.pid)), summary
 
-    # --- 6 at scale: ingests of histories several times as large ----------------------------------
-    def repeat_history(self, copies):
-        """The history `copies` times over, one copy after another in time: copy c is shifted by c
-        times the history's span (first to last `at`, in whole days) and its event and case ids get
-        the copy's number (`sm-1-…` -> `sm<c>-1-…`, `C-…` -> `C<c>-…`, still increasing). A log that
-        grows at the pilot's pace for `copies` times as long: as many cases active at a time."""
-        path = os.path.join(self.a.data_cache, os.path.basename(self.history_path)[:-len(".ndjson")]
-                            + f"-x{copies}.ndjson")
-        if os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(self.history_path):
-            return path
-        log(f"writing the history {copies} times over in time: {path}")
-        with open(self.history_path, "rb") as f:
-            lines = [line.rstrip(b"\n") for line in f if line.strip()]
-        at = re.compile(rb'"at":"([^"]+)"')
-
-        def parse(t):
-            return datetime.datetime.fromisoformat(t.decode().replace("Z", "+00:00"))
-
-        span = datetime.timedelta(days=(parse(at.search(lines[-1]).group(1)) - parse(at.search(lines[0]).group(1))).days + 1)
-        stamp = re.compile(rb'"(at|scheduled_for)":"([^"]+)"')
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as out:
-            for c in range(copies):
-                shift = span * c
-
-                def shifted(m):
-                    t = parse(m.group(2)) + shift
-                    text = t.isoformat().replace("+00:00", "Z") if m.group(2).endswith(b"Z") else t.isoformat()
-                    return b'"' + m.group(1) + b'":"' + text.encode() + b'"'
-
-                for line in lines:
-                    if c:
-                        line = line.replace(b'"id":"sm-', b'"id":"sm%d-' % c, 1).replace(b'"case":"C-', b'"case":"C%d-' % c, 1)
-                        line = stamp.sub(shifted, line)
-                    out.write(line + b"\n")
-        os.replace(tmp, path)
-        return path
-
-    def scale(self):
-        """Two ingests, once each, into ledgerd and then the C reference, of histories `--scale`
-        times as large: the pilot that many times over in time (`longer`: the log grows, the load
-        does not), and `--scale` times the cases in the same months (`denser`: the cases active at
-        a time grow too)."""
-        k = self.a.scale
-        self.scale_ingest("longer", self.repeat_history(max(1, round(k))))
-        self.scale_ingest("denser", self.generate(round(self.cases * k), "sequence"))
-
-    def scale_ingest(self, kind, path):
-        with open(path, "rb") as f:
-            n = sum(1 for line in f if line.strip())
-        setattr(self, f"{kind}_events", n)
-        d = self.fresh(f"{kind}-ledgerd")
-        log(f"scale: ingest into ledgerd ({n:,} events, {kind})")
-        dm = self.start_ledgerd(d)
-        retry = None
-        try:
-            res, s = self.sampled_ingest(dm, path)
-            st = self.ledger_head(dm.sock)
-            if kind == "longer":
-                # A client that sends everything again (each event a duplicate): retries must not
-                # take memory.
-                log(f"scale: the same {n:,} events again into ledgerd (all duplicates)")
-                retry = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, history=path)
-                retry_hwm = dm.vm("VmHWM")
-        finally:
-            rc = dm.stop()
-        if rc != 0:
-            self.notes.append(f"scale ({kind}): ledgerd exited with {rc} on SIGTERM after the ingest")
-        if retry is not None:
-            if retry["duplicates"] != n:
-                raise BenchError(f"sending the {n} events again gave {retry['duplicates']} duplicates, expected {n}")
-            self.put("retry_ledgerd", retry["events_per_s"])
-            self.put("retry_hwm_mib", retry_hwm / 2**20)
-            self.raw.append((0, "retry ledgerd", {**retry, "vm_hwm_bytes": retry_hwm}))
-        if st.get("head") != n or res["duplicates"]:
-            raise BenchError(f"ledgerd head {st.get('head')} after ingesting {n} events ({res['duplicates']} duplicates)")
-        data_bytes = file_size(os.path.join(d, "data", "data.mdb"))
-        shutil.rmtree(d, ignore_errors=True)
-        self.put(f"{kind}_ledgerd", res["events_per_s"])
-        self.put(f"{kind}_hwm_mib", s.end["VmHWM"] / 2**20)
-        for q in (1, 2, 3):
-            h = s.hwm_at(q / 4)
-            if h is not None:
-                self.put(f"{kind}_hwm_q{q}_mib", h / 2**20)
-        self.put(f"{kind}_anon_peak_mib", s.anon_peak / 2**20)
-        self.put(f"{kind}_bytes", data_bytes / n)
-        if s.io.get("write_bytes") is not None:
-            self.put(f"{kind}_written_per_event", s.io["write_bytes"] / n)
-        self.raw.append((0, f"{kind} ledgerd", {**res, "events": n, "vm_hwm_bytes": s.end["VmHWM"],
-                                                "data_mdb_bytes": data_bytes, "io": s.io}))
-        d = self.fresh(f"{kind}-reference")
-        log(f"scale: ingest into the C reference ({n:,} events, {kind})")
-        dm = self.start_reference(d)
-        try:
-            ref = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, history=path)
-        finally:
-            dm.stop()
-        shutil.rmtree(d, ignore_errors=True)
-        self.put(f"{kind}_ref", ref["events_per_s"])
-        self.put(f"ratio_{kind}_ref", res["events_per_s"] / ref["events_per_s"])
-        self.raw.append((0, f"{kind} reference", {**ref, "events": n}))
-
+    # --- 1: the peers, on the UUID file ------------------------------------------------------------
     def ingest_reference(self, r):
         d = self.fresh(f"run{r}-reference")
-        log(f"run {r}: ingest into the C reference")
+        log(f"run {r}: ingest into the C reference (UUID ids)")
         dm = self.start_reference(d)
         try:
-            res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight)
+            res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, history=self.uuid_history_path)
             hwm = dm.vm("VmHWM")
             head = json.loads(request(dm.sock, b'{"op":"status"}\n')).get("head")
         finally:
@@ -508,12 +549,15 @@ class Bench:
         self.raw.append((r, "ingest reference", {**res, "vm_hwm_bytes": hwm, "data_mdb_bytes": data_bytes}))
         return d
 
-    def ingest_redis(self, r):
-        d = self.fresh(f"run{r}-redis")
-        log(f"run {r}: ingest into Redis Streams (appendfsync always)")
+    def ingest_redis(self, r, ids):
+        """Redis fed the history with `ids`; the UUID figures under `…_uuid`."""
+        x = "_uuid" if ids == "uuid" else ""
+        d = self.fresh(f"run{r}-redis{x}")
+        log(f"run {r}: ingest into Redis Streams (appendfsync always, {ids} ids)")
         dm = self.start_redis(d)
         try:
-            res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, protocol="redis")
+            res = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, protocol="redis",
+                               history=self.uuid_history_path if x else self.history_path)
             hwm = dm.vm("VmHWM")
             xlen = request(dm.sock, b"*2\r\n$4\r\nXLEN\r\n$6\r\nevents\r\n").strip()
         finally:
@@ -522,17 +566,17 @@ class Bench:
             raise BenchError(f"redis XLEN {xlen!r} after {self.n_events} events")
         aof = tree_size(os.path.join(d, "appendonlydir")) if os.path.isdir(os.path.join(d, "appendonlydir")) \
             else file_size(os.path.join(d, "appendonly.aof"))
-        self.put("ingest_redis", res["events_per_s"])
-        self.put("bytes_redis", aof / self.n_events)
-        self.put("hwm_redis_mib", hwm / 2**20)
-        self.raw.append((r, "ingest redis", {**res, "vm_hwm_bytes": hwm, "aof_bytes": aof}))
+        self.put(f"ingest_redis{x}", res["events_per_s"])
+        self.put(f"bytes_redis{x}", aof / self.n_events)
+        self.put(f"hwm_redis{x}_mib", hwm / 2**20)
+        self.raw.append((r, f"ingest redis{x}", {**res, "vm_hwm_bytes": hwm, "aof_bytes": aof}))
         shutil.rmtree(d, ignore_errors=True)
 
     def ingest_sqlite(self, r):
         d = self.fresh(f"run{r}-sqlite")
-        log(f"run {r}: ingest into SQLite (WAL, synchronous=FULL, in process)")
-        out, _, _ = run([self.tool("sqlite_ingest"), "--db", os.path.join(d, "events.db"), "--file", self.history_path,
-                         "--batch", str(self.a.batch)], self.a.timeout, "sqlite_ingest")
+        log(f"run {r}: ingest into SQLite (WAL, synchronous=FULL, in process, UUID ids)")
+        out, _, _ = run([self.tool("sqlite_ingest"), "--db", os.path.join(d, "events.db"), "--file",
+                         self.uuid_history_path, "--batch", str(self.a.batch)], self.a.timeout, "sqlite_ingest")
         res = json_line(out, "sqlite_ingest")
         if res["events"] != self.n_events:
             raise BenchError(f"sqlite stored {res['events']} events of {self.n_events}")
@@ -541,6 +585,7 @@ class Bench:
         self.raw.append((r, "ingest sqlite", res))
         shutil.rmtree(d, ignore_errors=True)
 
+    # --- 3, 4: replay, restart, report on the UUID ledger ------------------------------------------
     def scan(self, data, r, key):
         out, _, _ = run([self.tool("scan"), data], 600, "scan")
         res = json_line(out, "scan")
@@ -567,8 +612,8 @@ class Bench:
 
     def after_ingest(self, d, ref_dir, r):
         data = os.path.join(d, "data")
-        log(f"run {r}: replay against a raw LMDB scan, restart, report")
-        # alternate: scan, replay, scan (the median scan of the run is kept)
+        log(f"run {r}: replay of the UUID ledger against a raw LMDB scan, restart, report")
+        # alternate: scan, replay, scan (the faster scan of the run is kept)
         s1 = self.scan(data, r, "_scan")["events_per_s"]
         self.replay(data, r)
         s2 = self.scan(data, r, "_scan")["events_per_s"]
@@ -594,7 +639,7 @@ class Bench:
         self.put("report_s", secs)
         self.raw.append((r, "restart and report", {"restart_seconds": round(restart, 4), "dump_seconds": round(secs, 3)}))
 
-    # --- 3, 4: one event per request ---------------------------------------------------------------
+    # --- 7, 8: one event per request ---------------------------------------------------------------
     def one_by_one(self, r, who, connections, limit, key):
         d = self.fresh(f"run{r}-{who}-{connections}")
         dm = self.start_ledgerd(d) if who == "ledgerd" else self.start_reference(d)
@@ -611,11 +656,16 @@ class Bench:
         return res
 
     def one_run(self, r):
-        d = self.ingest_ledgerd(r)
+        # UUID ids first: ledgerd (probed with status), then its peers on the same file; then the
+        # sequential ids (ledgerd, Redis); then ledgerd with one writer thread; so across runs
+        # ledgerd and its peers alternate.
+        d = self.ingest_ledgerd(r, "uuid")
         ref = self.ingest_reference(r)
-        self.ingest_redis(r)
+        self.ingest_redis(r, "uuid")
         self.ingest_sqlite(r)
-        self.ingest_ledgerd(r, uuid_ids=True)
+        self.ingest_ledgerd(r, "sequence")
+        self.ingest_redis(r, "sequence")
+        self.ingest_ledgerd(r, "uuid", writer_threads=1)
         self.after_ingest(d, ref, r)
         shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(ref, ignore_errors=True)
@@ -628,18 +678,125 @@ class Bench:
         self.one_by_one(r, "reference", 64, L, "fanin_ref")
         # ratios of this run
         R = self.results
-        self.put("ratio_ingest_ref", R["ingest_ledgerd"][-1] / R["ingest_ref"][-1])
-        self.put("ratio_ingest_redis", R["ingest_ledgerd"][-1] / R["ingest_redis"][-1])
-        self.put("ratio_ingest_sqlite", R["ingest_ledgerd"][-1] / R["ingest_sqlite"][-1])
+        self.put("ratio_ingest_uuid_redis", R["ingest_ledgerd_uuid"][-1] / R["ingest_redis_uuid"][-1])
         self.put("ratio_ingest_uuid_ref", R["ingest_ledgerd_uuid"][-1] / R["ingest_ref"][-1])
-        self.put("ratio_ingest_uuid_redis", R["ingest_ledgerd_uuid"][-1] / R["ingest_redis"][-1])
+        self.put("ratio_ingest_uuid_sqlite", R["ingest_ledgerd_uuid"][-1] / R["ingest_sqlite"][-1])
+        self.put("ratio_one_writer", R["ingest_ledgerd_uuid_1w"][-1] / R["ingest_ledgerd_uuid"][-1])
+        self.put("ratio_ingest_redis", R["ingest_ledgerd"][-1] / R["ingest_redis"][-1])
         self.put("ratio_p50", R["one_ledgerd_p50_us"][-1] / R["one_ref_p50_us"][-1])
         self.put("ratio_p99", R["one_ledgerd_p99_us"][-1] / R["one_ref_p99_us"][-1])
         self.put("ratio_fanin", R["fanin_ledgerd_eps"][-1] / R["one_ledgerd_eps"][-1])
         self.put("ratio_fanin_ref", R["fanin_ref_eps"][-1] / R["one_ref_eps"][-1])
         self.put("ratio_replay", R["replay_ledgerd"][-1] / R["scan_ledgerd"][-1])
-        self.put("ratio_bytes", R["bytes_ledgerd"][-1] / R["bytes_ref"][-1])
-        self.put("ratio_hwm", R["hwm_ledgerd_mib"][-1] / R["hwm_ref_mib"][-1])
+        self.put("ratio_bytes", R["bytes_ledgerd_uuid"][-1] / R["bytes_ref"][-1])
+        self.put("ratio_hwm", R["hwm_ledgerd_uuid_mib"][-1] / R["hwm_ref_mib"][-1])
+
+    # --- 5: one ingest of the UUID history several times over -------------------------------------
+    def repeat_history(self, copies):
+        """The UUID history `copies` times over, one copy after another in time: copy c is shifted
+        by c times the history's span (first to last `at`, in whole days, so only the dates of `at`
+        and `scheduled_for` change), its case ids get the copy's number (`C-…` -> `C<c>-…`) and its
+        event ids new first 8 hex digits, blake2b(first 8 + the byte c, 4 bytes), so they stay
+        UUID-shaped and unique. A log that grows at the pilot's pace for `copies` times as long:
+        as many cases active at a time. Cached beside the history."""
+        if not 1 <= copies < 256:
+            raise BenchError(f"--scale {copies}: the copies are numbered by one byte, so 1 to 255")
+        src = self.uuid_history_path
+        path = os.path.join(self.a.data_cache, os.path.basename(src)[:-len(".ndjson")] + f"-x{copies}.ndjson")
+        if os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(src):
+            return path
+        log(f"writing the UUID history {copies} times over in time: {path}")
+        with open(src, "rb") as f:
+            lines = [line.rstrip(b"\n") for line in f if line.strip()]
+        # Every line starts with its id (as generate-pilot-data writes it): {"id":"xxxxxxxx-…
+        head = re.compile(rb'\{"id":"[0-9a-f]{8}-')
+        for i, line in enumerate(lines):
+            if not head.match(line):
+                raise BenchError(f"{src}:{i + 1} does not start with a UUID id: {line[:60]!r}")
+        # The new first 8 hex digits of every copy, checked against the other copies of the same
+        # event (the rest of the id, 90 random bits, keeps different events apart).
+        prefixes = [None] + [bytearray() for _ in range(1, copies)]
+        for i, line in enumerate(lines):
+            first8 = line[7:15]
+            seen = {bytes.fromhex(first8.decode())}
+            for c in range(1, copies):
+                h = hashlib.blake2b(first8 + bytes([c]), digest_size=4).digest()
+                if h in seen:
+                    raise BenchError(f"copy {c} of event {i + 1} of {src} would repeat an id of another copy; "
+                                     f"choose another --scale")
+                seen.add(h)
+                prefixes[c] += h
+
+        at = re.compile(rb'"at":"(\d{4}-\d{2}-\d{2})')
+        first, last = (datetime.date.fromisoformat(at.search(x).group(1).decode()) for x in (lines[0], lines[-1]))
+        span = datetime.timedelta(days=(last - first).days + 1)
+        stamp = re.compile(rb'"(at|scheduled_for)":"(\d{4}-\d{2}-\d{2})')
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as out:
+            for c in range(copies):
+                if c == 0:
+                    out.writelines(line + b"\n" for line in lines)
+                    continue
+                dates = {}  # original date -> shifted, for this copy
+
+                def shifted(m):
+                    d = m.group(2)
+                    if d not in dates:
+                        dates[d] = (datetime.date.fromisoformat(d.decode()) + span * c).isoformat().encode()
+                    return b'"' + m.group(1) + b'":"' + dates[d]
+
+                pre = prefixes[c]
+                for i, line in enumerate(lines):
+                    line = line[:7] + pre[4 * i:4 * i + 4].hex().encode() + line[15:]
+                    line = line.replace(b'"case":"C-', b'"case":"C%d-' % c, 1)
+                    out.write(stamp.sub(shifted, line) + b"\n")
+        os.replace(tmp, path)
+        return path
+
+    def scale(self):
+        """Once, after the runs: the UUID history `--scale` times over in time into ledgerd (peak
+        memory sampled, bytes written), then into the C reference for the rate's ratio."""
+        path = self.repeat_history(self.a.scale)
+        with open(path, "rb") as f:
+            n = sum(1 for line in f if line.strip())
+        self.scale_events = n
+        d = self.fresh("scale-ledgerd")
+        log(f"scale: ingest into ledgerd ({n:,} events, the UUID history {self.a.scale} times over)")
+        dm = self.start_ledgerd(d)
+        try:
+            res, s, _ = self.sampled_ingest(dm, path)
+            st = self.ledger_head(dm.sock)
+        finally:
+            rc = dm.stop()
+        if rc != 0:
+            self.notes.append(f"scale: ledgerd exited with {rc} on SIGTERM after the ingest")
+        if st.get("head") != n or res["duplicates"]:
+            raise BenchError(f"ledgerd head {st.get('head')} after ingesting {n} events ({res['duplicates']} duplicates)")
+        data_bytes = file_size(os.path.join(d, "data", "data.mdb"))
+        shutil.rmtree(d, ignore_errors=True)
+        self.put("scale_ledgerd", res["events_per_s"])
+        self.put("scale_hwm_mib", s.end["VmHWM"] / 2**20)
+        for q in (1, 2, 3):
+            h = s.hwm_at(q / 4)
+            if h is not None:
+                self.put(f"scale_hwm_q{q}_mib", h / 2**20)
+        self.put("scale_anon_peak_mib", s.anon_peak / 2**20)
+        self.put("scale_bytes", data_bytes / n)
+        if s.io.get("write_bytes") is not None:
+            self.put("scale_written_per_event", s.io["write_bytes"] / n)
+        self.raw.append((0, "scale ledgerd", {**res, "events": n, "vm_hwm_bytes": s.end["VmHWM"],
+                                              "data_mdb_bytes": data_bytes, "io": s.io}))
+        d = self.fresh("scale-reference")
+        log(f"scale: ingest into the C reference ({n:,} events)")
+        dm = self.start_reference(d)
+        try:
+            ref = self.loadgen(dm.sock, 4, self.a.batch, self.a.inflight, history=path)
+        finally:
+            dm.stop()
+        shutil.rmtree(d, ignore_errors=True)
+        self.put("scale_ref", ref["events_per_s"])
+        self.put("ratio_scale_ref", res["events_per_s"] / ref["events_per_s"])
+        self.raw.append((0, "scale reference", {**ref, "events": n}))
 
     def machine(self):
         def cpuinfo(key):
@@ -722,6 +879,10 @@ def fmt_us(x):
     return "n/a" if x is None else f"{x:,.0f} µs"
 
 
+def fmt_ms(x):
+    return "n/a" if x is None else f"{x:,.2f} ms"
+
+
 def fmt_s(x):
     return "n/a" if x is None else (f"{x * 1000:,.1f} ms" if x < 1 else f"{x:,.2f} s")
 
@@ -746,81 +907,78 @@ def rows(b):
     met = lambda ok: "n/a" if ok is None else ("yes" if ok else "no")  # noqa: E731
     ge = lambda x, t: None if x is None else x >= t  # noqa: E731
     le = lambda x, t: None if x is None else x <= t  # noqa: E731
+    lt = lambda x, t: None if x is None else x < t  # noqa: E731
     ingest = f"durable ingest, 4 conn × {a.batch:,}/request, {a.inflight} in flight"
     return [
-        (f"1. {ingest}", fmt_rate(g("ingest_ledgerd")), "C reference " + fmt_rate(g("ingest_ref")),
-         fmt_ratio(g("ratio_ingest_ref")), "≥ 0.40 × reference", met(ge(g("ratio_ingest_ref"), 0.40))),
-        ("2. the same against Redis Streams (XADD pipelined, appendfsync always)", fmt_rate(g("ingest_ledgerd")),
-         "Redis " + fmt_rate(g("ingest_redis")), fmt_ratio(g("ratio_ingest_redis")), "≥ 1.5 × Redis",
-         met(ge(g("ratio_ingest_redis"), 1.5))),
-        ("1. the same with random UUIDv4 event ids (36 characters)", fmt_rate(g("ingest_ledgerd_uuid")),
-         "C reference " + fmt_rate(g("ingest_ref")) + "; Redis " + fmt_rate(g("ingest_redis")),
-         fmt_ratio(g("ratio_ingest_uuid_ref")) + " ref; " + fmt_ratio(g("ratio_ingest_uuid_redis")) + " Redis",
-         "—", "—"),
-        ("2. the same against SQLite (WAL, synchronous=FULL, in process, 1 writer)", fmt_rate(g("ingest_ledgerd")),
-         "SQLite " + fmt_rate(g("ingest_sqlite")), fmt_ratio(g("ratio_ingest_sqlite")), "—", "—"),
-        ("3. one event per request, 1 in flight: p50 round trip", fmt_us(g("one_ledgerd_p50_us")),
-         "C reference " + fmt_us(g("one_ref_p50_us")), fmt_ratio(g("ratio_p50")), "≤ 2 × reference",
-         met(le(g("ratio_p50"), 2.0))),
-        ("3. one event per request, 1 in flight: p99 round trip", fmt_us(g("one_ledgerd_p99_us")),
-         "C reference " + fmt_us(g("one_ref_p99_us")), fmt_ratio(g("ratio_p99")), "—", "—"),
-        ("4. 64 connections × 1 event per request (group commit)", fmt_rate(g("fanin_ledgerd_eps")),
-         "ledgerd, 1 connection " + fmt_rate(g("one_ledgerd_eps")), fmt_ratio(g("ratio_fanin")),
-         "≥ 10 × one connection", met(ge(g("ratio_fanin"), 10.0))),
-        ("4. (for comparison) the C reference, no group commit, 64 vs 1 connection", fmt_rate(g("fanin_ref_eps")),
-         "reference, 1 connection " + fmt_rate(g("one_ref_eps")), fmt_ratio(g("ratio_fanin_ref")), "—", "—"),
-        ("5. `ledgerctl replay`, all projections", fmt_rate(g("replay_ledgerd")),
+        (f"1. {ingest}, random UUIDv4 ids: against Redis Streams (XADD pipelined, appendfsync always)",
+         fmt_rate(g("ingest_ledgerd_uuid")),
+         "Redis " + fmt_rate(g("ingest_redis_uuid")), fmt_ratio(g("ratio_ingest_uuid_redis")), "≥ 1.3 × Redis",
+         met(ge(g("ratio_ingest_uuid_redis"), 1.3))),
+        ("1. the same against the C reference (raw LMDB, one commit per request)", fmt_rate(g("ingest_ledgerd_uuid")),
+         "C reference " + fmt_rate(g("ingest_ref")), fmt_ratio(g("ratio_ingest_uuid_ref")), "≥ 0.40 × reference",
+         met(ge(g("ratio_ingest_uuid_ref"), 0.40))),
+        ("1. the same against SQLite (WAL, synchronous=FULL, in process, 1 writer)",
+         fmt_rate(g("ingest_ledgerd_uuid")), "SQLite " + fmt_rate(g("ingest_sqlite")),
+         fmt_ratio(g("ratio_ingest_uuid_sqlite")), "—", "—"),
+        ("1. the same with one writer thread instead of two (`writer_threads = 1`)",
+         fmt_rate(g("ingest_ledgerd_uuid_1w")), "two writer threads " + fmt_rate(g("ingest_ledgerd_uuid")),
+         fmt_ratio(g("ratio_one_writer")), "—", "—"),
+        ("2. `status` round trip during the UUIDv4 ingest (every 10 ms, own connection): p99",
+         fmt_ms(g("status_uuid_p99_ms")) + f" (p50 {fmt_ms(g('status_uuid_p50_ms'))}, "
+                                           f"max {fmt_ms(g('status_uuid_max_ms'))})",
+         "—", "", "< 10 ms", met(lt(g("status_uuid_p99_ms"), 10.0))),
+        ("3. `ledgerctl replay` of the UUIDv4 ledger, all projections", fmt_rate(g("replay_ledgerd")),
          "raw LMDB cursor scan " + fmt_rate(g("scan_ledgerd")), fmt_ratio(g("ratio_replay")),
-         "≥ 1,000,000 ev/s", met(ge(g("replay_ledgerd"), 1_000_000))),
-        (f"6. restart to ready on {b.n_events:,} events", fmt_s(g("restart_s")), "—", "", "< 1 s",
-         met(None if g("restart_s") is None else g("restart_s") < 1.0)),
-        ("6. peak memory (VmHWM) at the end of the ingest", fmt_mib(g("hwm_ledgerd_mib")) +
-         f" (half-way: {fmt_mib(g('hwm_ledgerd_half_mib'))}; peak anonymous: {fmt_mib(g('anon_peak_ledgerd_mib'))})",
-         "C reference " + fmt_mib(g("hwm_ref_mib")), fmt_ratio(g("ratio_hwm")), "≤ 256 MiB",
-         met(le(g("hwm_ledgerd_mib"), 256.0))),
-        ("6. the same with UUIDv4 event ids", fmt_mib(g("hwm_ledgerd_uuid_mib")) +
+         "≥ 1,500,000 ev/s", met(ge(g("replay_ledgerd"), 1_500_000))),
+        (f"4. restart to ready on the UUIDv4 ledger ({b.n_events:,} events)", fmt_s(g("restart_s")), "—", "", "< 1 s",
+         met(lt(g("restart_s"), 1.0))),
+        ("4. peak memory (VmHWM) at the end of the UUIDv4 ingest", fmt_mib(g("hwm_ledgerd_uuid_mib")) +
          f" (half-way: {fmt_mib(g('hwm_ledgerd_uuid_half_mib'))}; peak anonymous: "
-         f"{fmt_mib(g('anon_peak_ledgerd_uuid_mib'))})", "—", "", "≤ 256 MiB",
+         f"{fmt_mib(g('anon_peak_ledgerd_uuid_mib'))})",
+         "C reference " + fmt_mib(g("hwm_ref_mib")), fmt_ratio(g("ratio_hwm")), "≤ 256 MiB",
          met(le(g("hwm_ledgerd_uuid_mib"), 256.0))),
-        ("6. bytes on disk per event (data.mdb)", fmt_b(g("bytes_ledgerd")),
-         f"C reference {fmt_b(g('bytes_ref'))}; Redis appendonlydir {fmt_b(g('bytes_redis'))}; "
+        ("4. bytes on disk per event (data.mdb), UUIDv4 ids", fmt_b(g("bytes_ledgerd_uuid")),
+         f"C reference {fmt_b(g('bytes_ref'))}; Redis appendonlydir {fmt_b(g('bytes_redis_uuid'))}; "
          f"SQLite {fmt_b(g('bytes_sqlite'))}",
          fmt_ratio(g("ratio_bytes")), "—", "—"),
-        (f"6. time to produce the report (`ledgerctl dump`, {b.n_events:,} events)", fmt_s(g("report_s")), "—", "",
-         "—", "—"),
-    ] + scale_rows(b, g, met)
+        (f"4. time to produce the report (`ledgerctl dump`, UUIDv4 ledger, {b.n_events:,} events)",
+         fmt_s(g("report_s")), "—", "", "—", "—"),
+    ] + scale_rows(b, g, met, le) + [
+        (f"6. {ingest}, sequential ids (`sm-1-…`): against Redis Streams (the same file)",
+         fmt_rate(g("ingest_ledgerd")), "Redis " + fmt_rate(g("ingest_redis")), fmt_ratio(g("ratio_ingest_redis")),
+         "≥ 1.5 × Redis", met(ge(g("ratio_ingest_redis"), 1.5))),
+        ("6. peak memory (VmHWM) at the end of the ingest with sequential ids", fmt_mib(g("hwm_ledgerd_mib")) +
+         f" (half-way: {fmt_mib(g('hwm_ledgerd_half_mib'))}; peak anonymous: {fmt_mib(g('anon_peak_ledgerd_mib'))})",
+         "—", "", "≤ 256 MiB", met(le(g("hwm_ledgerd_mib"), 256.0))),
+        ("7. one event per request, 1 in flight: p50 round trip", fmt_us(g("one_ledgerd_p50_us")),
+         "C reference " + fmt_us(g("one_ref_p50_us")), fmt_ratio(g("ratio_p50")), "≤ 1.5 × reference",
+         met(le(g("ratio_p50"), 1.5))),
+        ("7. one event per request, 1 in flight: p99 round trip", fmt_us(g("one_ledgerd_p99_us")),
+         "C reference " + fmt_us(g("one_ref_p99_us")), fmt_ratio(g("ratio_p99")), "—", "—"),
+        ("8. 64 connections × 1 event per request (group commit)", fmt_rate(g("fanin_ledgerd_eps")),
+         "ledgerd, 1 connection " + fmt_rate(g("one_ledgerd_eps")), fmt_ratio(g("ratio_fanin")),
+         "≥ 10 × one connection", met(ge(g("ratio_fanin"), 10.0))),
+        ("8. (for comparison) the C reference, no group commit, 64 vs 1 connection", fmt_rate(g("fanin_ref_eps")),
+         "reference, 1 connection " + fmt_rate(g("one_ref_eps")), fmt_ratio(g("ratio_fanin_ref")), "—", "—"),
+    ]
 
 
-def scale_rows(b, g, met):
-    """The rows of the ingests at `--scale` times the log, if they ran."""
-    if g("longer_ledgerd") is None:
+def scale_rows(b, g, met, le):
+    """The rows of the ingest of the UUID history `--scale` times over, if it ran."""
+    if g("scale_ledgerd") is None:
         return []
-    k, hwm1 = b.a.scale, g("hwm_ledgerd_mib")
-    out = []
-    for kind, what in (("longer", f"the pilot {max(1, round(k))} times over"), ("denser", f"{k:g} × the cases in the same months")):
-        hwm = g(f"{kind}_hwm_mib")
-        growth = None if hwm1 is None else hwm / hwm1
-        quarters = ", ".join(fmt_mib(g(f"{kind}_hwm_q{q}_mib")) for q in (1, 2, 3))
-        n = getattr(b, f"{kind}_events")
-        # Only the longer log measures growth with the log's size: the denser one also multiplies
-        # the cases active at a time, which `checkpoint_events` bounds, not the log.
-        target = "≤ 256 MiB, not growing with the log (≤ 1.05 ×)" if kind == "longer" else "≤ 256 MiB"
-        ok = None if growth is None else hwm <= 256.0 and (growth <= 1.05 or kind == "denser")
-        retry = [] if kind != "longer" or g("retry_hwm_mib") is None else [
-            (f"6. the same {n:,} events sent again (all duplicates): peak memory (VmHWM) after",
-             f"{fmt_mib(g('retry_hwm_mib'))} (at {fmt_rate(g('retry_ledgerd'))})", f"after the ingest: {fmt_mib(hwm)}",
-             fmt_ratio(g("retry_hwm_mib") / hwm), "not growing (≤ 1.05 ×)", met(g("retry_hwm_mib") <= hwm * 1.05)),
-        ]
-        out += [
-            (f"6. ingest of {what} ({n:,} events, 1 run): rate", fmt_rate(g(f"{kind}_ledgerd")),
-             "C reference " + fmt_rate(g(f"{kind}_ref")), fmt_ratio(g(f"ratio_{kind}_ref")), "—", "—"),
-            (f"6. ingest of {what}: peak memory (VmHWM)",
-             f"{fmt_mib(hwm)} (at ¼, ½, ¾ of the time: {quarters}; peak anonymous: {fmt_mib(g(f'{kind}_anon_peak_mib'))})",
-             f"ledgerd at 1 ×: {fmt_mib(hwm1)}", fmt_ratio(growth), target, met(ok)),
-            (f"6. ingest of {what}: bytes written to disk per event (/proc/PID/io)",
-             fmt_b(g(f"{kind}_written_per_event")), f"data.mdb {fmt_b(g(f'{kind}_bytes'))} per event", "", "—", "—"),
-        ] + retry
-    return out
+    n, hwm = b.scale_events, g("scale_hwm_mib")
+    what = f"the UUIDv4 history {b.a.scale} times over in time ({n:,} events, 1 run)"
+    quarters = ", ".join(fmt_mib(g(f"scale_hwm_q{q}_mib")) for q in (1, 2, 3))
+    return [
+        (f"5. ingest of {what}: rate", fmt_rate(g("scale_ledgerd")), "C reference " + fmt_rate(g("scale_ref")),
+         fmt_ratio(g("ratio_scale_ref")), "—", "—"),
+        (f"5. peak memory (VmHWM) at {n:,} UUIDv4 events",
+         f"{fmt_mib(hwm)} (at ¼, ½, ¾ of the time: {quarters}; peak anonymous: {fmt_mib(g('scale_anon_peak_mib'))})",
+         f"ledgerd at {b.n_events:,}: {fmt_mib(g('hwm_ledgerd_uuid_mib'))}", "", "≤ 256 MiB", met(le(hwm, 256.0))),
+        (f"5. bytes written to disk per event at {n:,} events (/proc/PID/io)", fmt_b(g("scale_written_per_event")),
+         f"data.mdb {fmt_b(g('scale_bytes'))} per event", "", "—", "—"),
+    ]
 
 
 def table(b):
@@ -833,11 +991,45 @@ def table(b):
 
 def runs_table(b):
     labels = [
-        ("ingest_ledgerd", "ingest ledgerd (ev/s)", "{:,.0f}"), ("ingest_ref", "ingest C reference (ev/s)", "{:,.0f}"),
-        ("ingest_redis", "ingest Redis (ev/s)", "{:,.0f}"), ("ingest_sqlite", "ingest SQLite (ev/s)", "{:,.0f}"),
         ("ingest_ledgerd_uuid", "ingest ledgerd, UUIDv4 ids (ev/s)", "{:,.0f}"),
-        ("ingest_ledgerd_p50_ms", "ingest ledgerd, p50 per request of the batch (ms)", "{:,.1f}"),
+        ("ingest_ref", "ingest C reference, UUIDv4 file (ev/s)", "{:,.0f}"),
+        ("ingest_redis_uuid", "ingest Redis, UUIDv4 file (ev/s)", "{:,.0f}"),
+        ("ingest_sqlite", "ingest SQLite, UUIDv4 file (ev/s)", "{:,.0f}"),
+        ("ingest_ledgerd", "ingest ledgerd, sequential ids (ev/s)", "{:,.0f}"),
+        ("ingest_redis", "ingest Redis, sequential file (ev/s)", "{:,.0f}"),
+        ("ingest_ledgerd_uuid_1w", "ingest ledgerd, UUIDv4 ids, writer_threads = 1 (ev/s)", "{:,.0f}"),
+        ("ingest_ledgerd_uuid_p50_ms", "ingest ledgerd, UUIDv4 ids, p50 per request of the batch (ms)", "{:,.1f}"),
+        ("ingest_ledgerd_p50_ms", "ingest ledgerd, sequential ids, p50 per request (ms)", "{:,.1f}"),
         ("ingest_ref_p50_ms", "ingest C reference, p50 per request (ms)", "{:,.1f}"),
+        ("status_uuid_probes", "status during the UUIDv4 ingest, probes", "{:,.0f}"),
+        ("status_uuid_p50_ms", "status during the UUIDv4 ingest, p50 (ms)", "{:,.2f}"),
+        ("status_uuid_p99_ms", "status during the UUIDv4 ingest, p99 (ms)", "{:,.2f}"),
+        ("status_uuid_max_ms", "status during the UUIDv4 ingest, max (ms)", "{:,.2f}"),
+        ("status_uuid_1w_p50_ms", "status during the writer_threads = 1 ingest, p50 (ms)", "{:,.2f}"),
+        ("status_uuid_1w_p99_ms", "status during the writer_threads = 1 ingest, p99 (ms)", "{:,.2f}"),
+        ("status_uuid_1w_max_ms", "status during the writer_threads = 1 ingest, max (ms)", "{:,.2f}"),
+        ("replay_ledgerd", "ledgerctl replay of the UUIDv4 ledger (ev/s, as it reports)", "{:,.0f}"),
+        ("replay_wall_s", "ledgerctl replay, whole process (s)", "{:,.2f}"),
+        ("scan_ledgerd", "LMDB scan of ledgerd's UUIDv4 log (ev/s)", "{:,.0f}"),
+        ("scan_ref", "LMDB scan of the reference's log (ev/s)", "{:,.0f}"),
+        ("restart_s", "restart to ready, UUIDv4 ledger (s)", "{:,.3f}"),
+        ("report_s", "ledgerctl dump, UUIDv4 ledger (s)", "{:,.2f}"),
+        ("hwm_ledgerd_uuid_half_mib", "VmHWM ledgerd half-way, UUIDv4 ids (MiB)", "{:,.1f}"),
+        ("hwm_ledgerd_uuid_mib", "VmHWM ledgerd at the end, UUIDv4 ids (MiB)", "{:,.1f}"),
+        ("anon_peak_ledgerd_uuid_mib", "RssAnon ledgerd, highest sample, UUIDv4 ids (MiB)", "{:,.1f}"),
+        ("rssfile_end_ledgerd_uuid_mib", "RssFile ledgerd at the end, UUIDv4 ids (mapped LMDB pages, MiB)", "{:,.1f}"),
+        ("hwm_ledgerd_uuid_1w_mib", "VmHWM ledgerd at the end, writer_threads = 1 (MiB)", "{:,.1f}"),
+        ("hwm_ledgerd_half_mib", "VmHWM ledgerd half-way, sequential ids (MiB)", "{:,.1f}"),
+        ("hwm_ledgerd_mib", "VmHWM ledgerd at the end, sequential ids (MiB)", "{:,.1f}"),
+        ("anon_peak_ledgerd_mib", "RssAnon ledgerd, highest sample, sequential ids (MiB)", "{:,.1f}"),
+        ("hwm_ref_mib", "VmHWM reference (MiB)", "{:,.1f}"),
+        ("hwm_redis_uuid_mib", "VmHWM Redis, UUIDv4 file (MiB)", "{:,.1f}"),
+        ("hwm_redis_mib", "VmHWM Redis, sequential file (MiB)", "{:,.1f}"),
+        ("bytes_ledgerd_uuid", "data.mdb bytes/event ledgerd, UUIDv4 ids", "{:,.0f}"),
+        ("bytes_ledgerd", "data.mdb bytes/event ledgerd, sequential ids", "{:,.0f}"),
+        ("bytes_ref", "data.mdb bytes/event reference", "{:,.0f}"),
+        ("bytes_redis_uuid", "appendonlydir bytes/event Redis, UUIDv4 file", "{:,.0f}"),
+        ("bytes_sqlite", "database bytes/event SQLite", "{:,.0f}"),
         ("one_ledgerd_p50_us", "1 event/request ledgerd p50 (µs)", "{:,.0f}"),
         ("one_ledgerd_p99_us", "1 event/request ledgerd p99 (µs)", "{:,.0f}"),
         ("one_ref_p50_us", "1 event/request reference p50 (µs)", "{:,.0f}"),
@@ -846,25 +1038,16 @@ def runs_table(b):
         ("fanin_ledgerd_eps", "64 connections ledgerd (ev/s)", "{:,.0f}"),
         ("one_ref_eps", "1 connection reference (ev/s)", "{:,.0f}"),
         ("fanin_ref_eps", "64 connections reference (ev/s)", "{:,.0f}"),
-        ("replay_ledgerd", "ledgerctl replay (ev/s, as it reports)", "{:,.0f}"),
-        ("replay_wall_s", "ledgerctl replay, whole process (s)", "{:,.2f}"),
-        ("scan_ledgerd", "LMDB scan of ledgerd's log (ev/s)", "{:,.0f}"),
-        ("scan_ref", "LMDB scan of the reference's log (ev/s)", "{:,.0f}"),
-        ("restart_s", "restart to ready (s)", "{:,.3f}"), ("report_s", "ledgerctl dump (s)", "{:,.2f}"),
-        ("hwm_ledgerd_half_mib", "VmHWM ledgerd half-way through the ingest (MiB)", "{:,.1f}"),
-        ("hwm_ledgerd_mib", "VmHWM ledgerd at the end of the ingest (MiB)", "{:,.1f}"),
-        ("anon_peak_ledgerd_mib", "RssAnon ledgerd, highest sample during the ingest (MiB)", "{:,.1f}"),
-        ("rssfile_end_ledgerd_mib", "RssFile ledgerd at the end of the ingest (mapped LMDB pages, MiB)", "{:,.1f}"), ("hwm_ref_mib", "VmHWM reference (MiB)", "{:,.1f}"),
-        ("hwm_redis_mib", "VmHWM Redis (MiB)", "{:,.1f}"),
-        ("hwm_ledgerd_uuid_half_mib", "VmHWM ledgerd half-way, UUIDv4 ids (MiB)", "{:,.1f}"),
-        ("hwm_ledgerd_uuid_mib", "VmHWM ledgerd at the end, UUIDv4 ids (MiB)", "{:,.1f}"),
-        ("bytes_ledgerd", "data.mdb bytes/event ledgerd", "{:,.0f}"), ("bytes_ref", "data.mdb bytes/event reference", "{:,.0f}"),
     ] + [
-        (f"{kind}_{key}", f"{kind} log (once): {what}", f)
-        for kind in ("longer", "denser")
-        for key, what, f in (("ledgerd", "ingest ledgerd (ev/s)", "{:,.0f}"), ("ref", "ingest C reference (ev/s)", "{:,.0f}"),
+        (f"scale_{key}", f"UUIDv4 history {b.a.scale} times over (once): {what}", f)
+        for key, what, f in (("ledgerd", "ingest ledgerd (ev/s)", "{:,.0f}"),
+                             ("ref", "ingest C reference (ev/s)", "{:,.0f}"),
+                             ("hwm_q2_mib", "VmHWM ledgerd half-way (MiB)", "{:,.1f}"),
                              ("hwm_mib", "VmHWM ledgerd at the end (MiB)", "{:,.1f}"),
-                             ("written_per_event", "bytes written to disk per event", "{:,.0f}"))
+                             ("anon_peak_mib", "RssAnon ledgerd, highest sample (MiB)", "{:,.1f}"),
+                             ("written_per_event", "bytes written to disk per event", "{:,.0f}"),
+                             ("bytes", "data.mdb bytes/event", "{:,.0f}"))
+        if b.a.scale > 0
     ]
     n = b.a.runs
     out = ["| measure | " + " | ".join(f"run {i + 1}" for i in range(n)) + " | median |",
@@ -876,27 +1059,36 @@ def runs_table(b):
     return "\n".join(out)
 
 
+def mechanisms(b):
+    """Benchmarks/MECHANISMS.md, written by hand, carried verbatim into the document (or "")."""
+    path = os.path.join(b.repo, "Benchmarks", "MECHANISMS.md")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip("\n")
+    except FileNotFoundError:
+        return ""
+    return f"\n{text}\n" if text.strip() else ""
+
+
 def document(b, mach, started, elapsed, command, table_md):
     a = b.a
     quick = " (quick smoke test: not the figures of record)" if a.quick else ""
     notes = "\n".join(f"- {n}" for n in b.notes) or "- none"
-    scale_method = "" if a.scale <= 0 else f"""- **At scale (6).** After the runs, once each, into ledgerd and then the C reference, each on an
-  empty directory: two ingests of histories {a.scale:g} times as large. *Longer*: the history
-  {max(1, round(a.scale))} times over, one copy after the other in time (each shifted by the
-  history's span, its ids numbered by copy): the log grows and the load stays that of the pilot.
-  Its peak memory against the median at 1 × is the target "not growing with the log" ("met"
-  allows 5 %; what grows, and why, is in docs/OPERATIONS.md, "Capacity"). *Denser*: `--cases` {a.scale:g} times as many in the same months, so {a.scale:g}
-  times the cases are active at a time and each checkpoint interval touches more of them (bounded
-  by `checkpoint_events`, not by the log): shown, judged only against 256 MiB. VmHWM is sampled
-  every 50 ms to show it at a quarter, half and three quarters of the ingest's time. Bytes
-  written: `write_bytes` of `/proc/<pid>/io` at the end (events, indexes, checkpoints and LMDB's
-  copy-on-write pages, against `data.mdb`'s size). After the longer ingest the same events are
-  sent again (every one a duplicate, as a client that retries everything): VmHWM after it
-  against VmHWM after the ingest.
+    scale_method = "" if a.scale <= 0 else f"""- **At scale (5).** After the runs, once, each on an empty directory: the UUIDv4 history
+  {a.scale} times over, one copy after the other in time, into ledgerd and then into the C reference
+  (for the rate's ratio). Copy c is shifted by c times the history's span (first to last `at`, in
+  whole days), its case ids are numbered (`C-…` → `C<c>-…`) and the first 8 hex digits of each
+  event id are replaced by `blake2b(first 8 digits + the byte c, 4 bytes)`, so the ids stay
+  UUID-shaped and unique (the file is written once and cached in `.build-bench/data/`). The log
+  grows at the pilot's pace for {a.scale} times as long, as many cases active at a time. VmHWM is read
+  at the end and sampled every 50 ms to show it at a quarter, half and three quarters of the
+  ingest's time, with the highest `RssAnon` sampled. Bytes written: `write_bytes` of
+  `/proc/<pid>/io` at the end (events, indexes, checkpoints and LMDB's copy-on-write pages),
+  against `data.mdb`'s size.
 """
     return f"""# Performance
 
-Written by `scripts/bench` (issue 6); do not edit by hand, run it again.{quick}
+Written by `scripts/bench` (issue 16); do not edit by hand, run it again.{quick}
 
 - date: {started.strftime('%Y-%m-%d %H:%M UTC')} (the benchmark took {elapsed / 60:.1f} min)
 - command: `{command}`
@@ -905,27 +1097,28 @@ Written by `scripts/bench` (issue 6); do not edit by hand, run it again.{quick}
 - disk: {mach['filesystem']} (every run in a fresh directory under {a.tmp_dir})
 - toolchain: {mach['swift']}; {mach['cc']}
 - peers: LMDB {mach['lmdb']}, Redis {mach['redis']}, SQLite {mach['sqlite']} (Debian packages)
-- history: `scripts/generate-pilot-data --seed 1 --cases {b.cases}`: {b.n_events:,} events,
-  {b.history_bytes / b.n_events:.0f} bytes per event as NDJSON; the UUID rows use the same history
-  with `--ids uuid`
+- history: `scripts/generate-pilot-data --seed 1 --cases {b.cases} --ids uuid`: {b.n_events:,} events,
+  {b.uuid_history_bytes / b.n_events:.0f} bytes per event as NDJSON; the sequential rows (6, 7, 8) use the
+  same history without `--ids uuid` ({b.history_bytes / b.n_events:.0f} bytes per event)
 - runs: {a.runs}; each figure is the median of the runs, each ratio the median of the ratios measured
   within one run
 
 {table_md}
 
 The ledgerd column is the daemon as built from the commit above with the defaults of
-`Config/ledgerd.toml`. "met?" compares the median with the target of issue 6; nothing is asserted,
-and a figure that misses its target says "no".
+`Config/ledgerd.toml` (the one-writer row: a copy of it with `writer_threads = 1`). "met?" compares
+the median with the target of issue 16; nothing is asserted, and a figure that misses its target
+says "no".
 
 ## Method
 
-- **Ingest (1, 2).** `Benchmarks/load/loadgen.c` reads the history into memory, gives each event to
+- **Ingest (1, 6).** `Benchmarks/load/loadgen.c` reads the history into memory, gives each event to
   one of 4 connections by a hash of its `case` (so each case's events keep their order on one
   connection, as ledgerd's lifecycle checks need), builds every request before the clock starts,
   then sends `{{"op":"append","events":[…]}}` requests of {a.batch:,} events with up to {a.inflight} per
   connection in flight over the Unix socket (one thread, epoll) and checks every response for
   `"ok":true` and one result per event. Events/s is all events divided by the time from the first
-  byte sent to the last response read. Every run starts the server on an empty directory. The
+  byte sent to the last response read. Every ingest starts the server on an empty directory. The
   client is not the bottleneck: the same client drives the C reference at the rate in its column.
   The same client, file and settings drive the **C reference** (`Benchmarks/reference/appender.c`:
   one thread, epoll, splits the events array without parsing the events, `MDB_APPEND`s each
@@ -934,42 +1127,54 @@ and a figure that misses its target says "no".
   `appendonly yes`, `appendfsync always`, no RDB; each request is {a.batch:,} pipelined `XADD events * e
   <event>`). **SQLite** is embedded, so `Benchmarks/peers/sqlite_ingest.c` measures it in process
   with no socket: WAL, `synchronous=FULL`, `events(position INTEGER PRIMARY KEY, body TEXT)`, one
-  transaction per {a.batch:,} events, one writer. Within a run the four go one after the other
-  (ledgerd, reference, Redis, SQLite, then ledgerd with UUID ids), so across runs ledgerd and its
-  peers alternate. The UUID run sends the same history with every `id` a random UUIDv4 (36
-  characters): the ids the sequence generator gives (`sm-1-0000001`, in order) are the best case
-  for the id index, since they arrive in key order and are appended; random ones are inserted all
-  over it (STORAGE.md, "Event ids").
-- **One event per request (3).** One connection, one event per request, one request in flight, the
-  first {a.latency_events:,} events of the history, each on an empty ledger: the round trip of every
-  request (write to response) gives p50 and p99 (nearest rank); ledgerd then the reference.
-- **64 connections (4).** 64 connections, one event per request, one in flight each, the first
-  {a.fanin_events:,} events on an empty ledger; the ratio is against the one-connection throughput of
-  (3) in the same run. The reference (no group commit, one commit per request) is shown for scale
-  with {a.latency_events:,} events.
-- **Replay (5).** With the daemon stopped, on the ledger of the run's ingest: `ledgerctl replay
+  transaction per {a.batch:,} events, one writer. The headline file has every `id` a random UUIDv4 (36
+  characters), as intake systems that make their own idempotency keys send: the id index takes
+  random inserts all over it. The generator's own ids (`sm-1-0000001`, in order) are the best case,
+  appended (STORAGE.md, "Event ids"): the sequential rows. Within a run the ingests go one after the
+  other: ledgerd on the UUID file (probed, 2), the C reference, Redis and SQLite on the same file,
+  ledgerd on the sequential file and Redis on it too, then ledgerd on the UUID file again with
+  `writer_threads = 1` (one thread validates a group, then writes and syncs it, instead of one
+  validating while the other writes and syncs the group before it), whose ratio is against the
+  two-thread UUID ingest of the same run. So across runs ledgerd and its peers alternate.
+- **Status under load (2).** During each UUID ingest into ledgerd, a thread of the benchmark opens a
+  connection of its own to the socket and writes `{{"op":"status"}}` every 10 ms, one request in
+  flight (the answer line is read before the next write; a slower answer delays the next probe),
+  and records the round trip from the write to the answer line read. The probes written while the
+  load ran (from loadgen's first byte, its `seconds` before it returned, until it returned) give
+  p50, p99 (nearest rank) and max per run. A probe without an answer within 5 s counts as the
+  time it waited and its connection is opened again. The prober is Python on the same 2 cores as
+  the daemon and loadgen, so its own scheduling delays are in the figures. The same is measured
+  during the `writer_threads = 1` ingest ("Every run").
+- **Replay (3).** With the daemon stopped, on the ledger of the run's UUID ingest: `ledgerctl replay
   --data-dir` (its own events/s: the rebuild, without process start), between two raw LMDB cursor
   scans of the same `events` database (`Benchmarks/reference/scan.c`, read-only, one read
   transaction, `MDB_NEXT`, touching each value; the faster of the two is kept). The page cache is
   warm for both.
-- **Restart, memory, size, report (6).** Restart: from starting `ledgerd` on the ingested ledger
-  to its socket accepting a connection (polled every 1 ms), process start included. Peak memory:
-  `VmHWM` of `/proc/<pid>/status` of ledgerd read as the ingest's last response arrives (and,
-  sampled every 50 ms, as it stood half-way through the ingest's time: a peak that grows with the
-  log shows as a difference). VmHWM counts the pages of LMDB's memory map the process touched
-  (file-backed, `RssFile`) as well as its heap, so the highest sampled `RssAnon` (heap, stacks) is
-  shown beside it. Bytes per
-  event: the size of `data.mdb` after the ingest divided by the events (ledgerd keeps hash, indexes
-  and projections besides the events; Redis's figure is its `appendonlydir` after the AOF rewrites
-  it does by default, SQLite's the database and its WAL). Report: the wall time of `ledgerctl dump --data-dir D --out
-  O` on the ingested ledger, daemon stopped.
-{scale_method}- The machine is shared and noisy (other builds may run), which is why the targets are ratios
+- **Restart, memory, size, report (4).** On the ledger of the run's UUID ingest. Restart: from
+  starting `ledgerd` on it to its socket accepting a connection (polled every 1 ms), process start
+  included. Peak memory: `VmHWM` of `/proc/<pid>/status` of ledgerd read as the ingest's last
+  response arrives (and, sampled every 50 ms, as it stood half-way through the ingest's time: a
+  peak that grows with the log shows as a difference). VmHWM counts the pages of LMDB's memory
+  map the process touched (file-backed, `RssFile`) as well as its heap, so the highest sampled
+  `RssAnon` (heap, stacks) is shown beside it; the same for the sequential ingest (6). Bytes per
+  event: the size of `data.mdb` after the ingest divided by the events (ledgerd keeps hash,
+  indexes and projections besides the events; Redis's figure is its `appendonlydir` after the AOF
+  rewrites it does by default, SQLite's the database and its WAL; all of the UUID file). Report:
+  the wall time of `ledgerctl dump --data-dir D --out O`, daemon stopped.
+{scale_method}- **One event per request (7).** One connection, one event per request, one request in flight, the
+  first {a.latency_events:,} events of the sequential history, each on an empty ledger: the round trip
+  of every request (write to response) gives p50 and p99 (nearest rank); ledgerd then the reference.
+- **64 connections (8).** 64 connections, one event per request, one in flight each, the first
+  {a.fanin_events:,} events of the sequential history on an empty ledger; the ratio is against the
+  one-connection throughput of (7) in the same run. The reference (no group commit, one commit per
+  request) is shown for scale with {a.latency_events:,} events.
+- The machine is shared and noisy (other builds may run), which is why the targets are ratios
   measured side by side within a run and the figures are medians.
 
 ## Notes
 
 {notes}
-
+{mechanisms(b)}
 ## Every run
 
 {runs_table(b)}
@@ -986,9 +1191,10 @@ def main():
     ap.add_argument("--inflight", type=int, default=4, help="requests in flight per connection in the ingest (default 4)")
     ap.add_argument("--latency-events", type=int, help="events sent one per request (default 5,000; --quick: 1,000)")
     ap.add_argument("--fanin-events", type=int, help="events sent over 64 connections (default 20,000; --quick: 5,000)")
-    ap.add_argument("--scale", type=float, help="after the runs, two more ingests of histories this many times "
-                                                "as large (the history repeated in time, and that many times the "
-                                                "cases), into ledgerd and the reference (default 4; --quick: 0, none)")
+    ap.add_argument("--scale", type=int, help="after the runs, one more ingest, into ledgerd and then the reference, "
+                                              "of the UUID history this many times over in time (default 10: "
+                                              "10,000,000 events with the default --events; --quick: 0, none; "
+                                              "at most 255)")
     ap.add_argument("--out", help="where to write the report (default docs/PERFORMANCE.md; with --quick "
                                   ".build-bench/PERFORMANCE-quick.md)")
     ap.add_argument("--timeout", type=float, default=600, help="limit of one load run, seconds (default 600)")
@@ -1004,9 +1210,9 @@ def main():
     a.runs = a.runs or (1 if a.quick else 3)
     a.latency_events = a.latency_events or (1_000 if a.quick else 5_000)
     a.fanin_events = a.fanin_events or (5_000 if a.quick else 20_000)
-    a.scale = (0 if a.quick else 4) if a.scale is None else a.scale
-    if a.scale < 0:
-        ap.error("--scale must be 0 (none) or more")
+    a.scale = (0 if a.quick else 10) if a.scale is None else a.scale
+    if not 0 <= a.scale < 256:
+        ap.error("--scale must be 0 (none) to 255 (the copies' ids are numbered by one byte)")
     a.data_cache = a.data_cache or os.path.join(a.tools_dir, "data")
     if a.out is None:
         a.out = os.path.join(a.repo, ".build-bench", "PERFORMANCE-quick.md") if a.quick else \
@@ -1037,7 +1243,7 @@ def main():
         table_md = table(b)
         doc = document(b, mach, started, elapsed, command, table_md)
         print()
-        print(f"ledgerd benchmark, {b.n_events:,} events, median of {a.runs} run(s), "
+        print(f"ledgerd benchmark, {b.n_events:,} events (UUIDv4 ids first), median of {a.runs} run(s), "
               f"{mach['cpu']}, {started.strftime('%Y-%m-%d %H:%M UTC')}")
         print(table_md)
         for n in b.notes:
@@ -1049,7 +1255,8 @@ def main():
         raw_path = os.path.join(a.tools_dir, "bench-results.json")
         with open(raw_path, "w") as f:
             json.dump({"command": command, "started": started.isoformat(), "machine": mach, "events": b.n_events,
-                       "results": b.results, "runs": [{"run": r, "what": w, **d} for r, w, d in b.raw],
+                       "history_uuid": b.uuid_history_path, "history_sequential": b.history_path,
+                       "scale": a.scale, "scale_events": getattr(b, "scale_events", None), "results": b.results, "runs": [{"run": r, "what": w, **d} for r, w, d in b.raw],
                        "notes": b.notes}, f, indent=1)
         print(f"\nwritten to {a.out} (every measurement: {raw_path})")
         return 0

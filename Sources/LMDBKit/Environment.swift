@@ -109,6 +109,27 @@ public final class Environment: @unchecked Sendable {
         return Database(dbi: dbi)
     }
 
+    /// The number of entries in the unnamed database: the names of the named databases, or another
+    /// program's own keys. 0 for a new, empty environment.
+    public func mainDatabaseEntries() throws(LMDBError) -> Int {
+        var entries = 0
+        do {
+            try withTransaction(readOnly: true) { txn in
+                var dbi: MDB_dbi = 0
+                try check(mdb_dbi_open(txn, nil, 0, &dbi), "mdb_dbi_open(main)")
+                var stat = MDB_stat()
+                try check(mdb_stat(txn, dbi, &stat), "mdb_stat(main)")
+                entries = Int(stat.ms_entries)
+                return false
+            }
+        } catch let error as LMDBError {
+            throw error
+        } catch {
+            throw LMDBError(code: EINVAL, operation: "mdb_stat(main): \(error)")
+        }
+        return entries
+    }
+
     /// Runs `body` in a read-only transaction, which sees one consistent snapshot.
     /// - Throws: `LMDBError` from LMDB, or what `body` throws.
     public func read<T>(_ body: (ReadTransaction) throws -> T) throws -> T {
@@ -222,24 +243,14 @@ public final class Environment: @unchecked Sendable {
         }
     }
 
-    /// Drops the mapped pages (`releaseMappedPages`) once the calling thread has taken
-    /// `budget.faults` minor page faults since the last drop `budget` saw; returns whether it did.
-    ///
-    /// Each fault on the map maps up to 16 pages around the one read (Linux's fault-around, 64 KiB;
-    /// `MADV_RANDOM` does not turn it off), so a thread that reads scattered pages maps 16 times
-    /// what it reads. With this called between reads it maps at most about `faults` × 64 KiB of the
-    /// file. Faults on the heap count too: they only make drops more frequent.
-    @discardableResult
-    public func releaseMappedPages(ifOver budget: inout FaultBudget) -> Bool {
-        let now = FaultBudget.threadFaults()
-        guard let mark = budget.mark else {
-            budget.mark = now
-            return false
-        }
-        guard now - mark >= budget.faults else { return false }
-        releaseMappedPages()
-        budget.mark = FaultBudget.threadFaults()
-        return true
+    /// The bytes of files mapped in this process's resident set (`RssFile` and shared memory, from
+    /// /proc/self/statm): the pages of the map it touched, and the program's own code.
+    public static func residentFileBytes() -> Int {
+        guard let f = fopen("/proc/self/statm", "r") else { return 0 }
+        defer { fclose(f) }
+        var size = 0, resident = 0, shared = 0
+        guard fscanf_statm(f, &size, &resident, &shared) else { return 0 }
+        return shared * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
     /// LMDB does not tell where it mapped the file (`me_mapaddr` is set only with
@@ -280,20 +291,12 @@ public final class Environment: @unchecked Sendable {
     }
 }
 
-/// The page faults a thread may take between two drops of the mapped pages
-/// (`Environment.releaseMappedPages(ifOver:)`). It counts the faults of the thread that first
-/// uses it: use it on one thread only.
-public struct FaultBudget: Sendable {
-    public let faults: Int
-    /// The thread's fault count at the last drop (nil until first used).
-    var mark: Int?
-
-    public init(faults: Int) { self.faults = faults }
-
-    /// The calling thread's minor page faults so far.
-    static func threadFaults() -> Int {
-        var usage = rusage()
-        guard getrusage(__rusage_who_t(1), &usage) == 0 else { return 0 }  // 1: RUSAGE_THREAD (not imported)
-        return Int(usage.ru_minflt)
-    }
+/// Reads the first three numbers of /proc/self/statm.
+private func fscanf_statm(_ f: UnsafeMutablePointer<FILE>, _ size: inout Int, _ resident: inout Int, _ shared: inout Int) -> Bool {
+    var line = [CChar](repeating: 0, count: 256)
+    guard fgets(&line, Int32(line.count), f) != nil else { return false }
+    let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
+    guard fields.count >= 3, let a = Int(fields[0]), let b = Int(fields[1]), let c = Int(fields[2]) else { return false }
+    (size, resident, shared) = (a, b, c)
+    return true
 }

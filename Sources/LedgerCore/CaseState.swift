@@ -176,13 +176,9 @@ extension CaseState {
         }
     }
 
-    /// Reads one state from `r` (encoding 3 or 2), leaving it after the state.
+    /// Reads one state from `r`, leaving it after the state.
     public static func decode(_ r: inout ByteReader) -> CaseState? {
-        switch r.peek() {
-        case encodingVersion: decode3(&r)
-        case 2: decode2(&r)
-        default: nil
-        }
+        r.peek() == encodingVersion ? decode3(&r) : nil
     }
 
     private static func decode3(_ r: inout ByteReader) -> CaseState? {
@@ -215,36 +211,6 @@ extension CaseState {
                          firstInterviewAt: firstInterviewAt, referredOnce: flags & 2 != 0, stages: stages,
                          pathwayStages: pathwayStages, referrals: referrals)
     }
-
-    /// Encoding 2: fixed-width big-endian integers and instants (seconds, nanos).
-    private static func decode2(_ r: inout ByteReader) -> CaseState? {
-        guard r.u8() == 2,
-              let status = r.u8().flatMap(CaseStatus.init(rawValue:)),
-              let version = r.u64(), let lastAt = r.instant(), let household = r.u8(),
-              let office = r.u8(), let nationality = r.u32(), let requestedAt = r.instant(),
-              let hasInterview = r.u8()
-        else { return nil }
-        var firstInterviewAt: Instant?
-        if hasInterview == 1 {
-            guard let t = r.instant() else { return nil }
-            firstInterviewAt = t
-        }
-        guard let referredOnce = r.u8(), let stages = r.u16(), let pathwayStages = r.u64(), let count = r.u16() else { return nil }
-        var referrals: [Referral] = []
-        referrals.reserveCapacity(Int(count))
-        for _ in 0..<count {
-            guard let id = r.string(), let pathway = r.u8(), let persons = r.u8(),
-                  let rs = r.u8().flatMap(ReferralStatus.init(rawValue:)), let rstages = r.u16(),
-                  let referredAt = r.instant(), let decided = r.u8()
-            else { return nil }
-            referrals.append(Referral(id: id, pathway: pathway, persons: persons, status: rs, stages: rstages,
-                                      referredAt: referredAt, decided: decided == 1))
-        }
-        return CaseState(status: status, version: version, lastAt: lastAt, householdSize: household,
-                         office: office, nationality: nationality, requestedAt: requestedAt,
-                         firstInterviewAt: firstInterviewAt, referredOnce: referredOnce == 1, stages: stages,
-                         pathwayStages: pathwayStages, referrals: referrals)
-    }
 }
 
 /// Appends integers (big-endian, or LEB128 varints) and length-prefixed strings.
@@ -265,12 +231,23 @@ public struct ByteWriter {
     }
     /// Seven bits a byte, low first; the high bit says another byte follows (1 to 10 bytes).
     public mutating func varint(_ v: UInt64) {
-        var v = v
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
+        if v < 0x80 {
+            bytes.append(UInt8(v))
+            return
         }
-        bytes.append(UInt8(v))
+        // Laid out in a buffer on the stack and appended at once.
+        var buffer: (UInt64, UInt64) = (0, 0)
+        var v = v
+        withUnsafeMutableBytes(of: &buffer) { b in
+            var n = 0
+            while v >= 0x80 {
+                b[n] = UInt8(truncatingIfNeeded: v) | 0x80
+                v >>= 7
+                n += 1
+            }
+            b[n] = UInt8(v)
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0...n]))
+        }
     }
     /// A signed integer as a varint of its zigzag form (0, -1, 1, -2, … → 0, 1, 2, 3, …).
     public mutating func zigzag(_ v: Int64) { varint(UInt64(bitPattern: (v << 1) ^ (v >> 63))) }

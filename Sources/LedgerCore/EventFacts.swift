@@ -181,14 +181,9 @@ public struct EventFacts: Sendable, Equatable {
 
     static let fixedSize = 39
 
-    /// Reads `encode`'s form from the whole of `b`; nil when it is not one.
-    public static func decode(_ b: UnsafeRawBufferPointer) -> EventFacts? {
+    /// Where the case id, the referral and the id are in `encode`'s form `b`; nil when `b` is not one.
+    static func spans(_ b: UnsafeRawBufferPointer) -> (case: Range<Int>, referral: Range<Int>, id: Range<Int>)? {
         guard b.count >= fixedSize + 3, b[0] == encodingVersion, b[1] < EventType.ordered.count else { return nil }
-        func be(_ from: Int, _ n: Int) -> UInt64 {
-            var v: UInt64 = 0
-            for k in from..<(from + n) { v = v << 8 | UInt64(b[k]) }
-            return v
-        }
         // The three strings, each after its length.
         func span(_ at: Int) -> Range<Int>? {
             guard at < b.count, at + 1 + Int(b[at]) <= b.count else { return nil }
@@ -196,6 +191,29 @@ public struct EventFacts: Sendable, Equatable {
         }
         guard let caseSpan = span(fixedSize), let referralSpan = span(caseSpan.upperBound),
               let idSpan = span(referralSpan.upperBound), idSpan.upperBound == b.count else { return nil }
+        return (caseSpan, referralSpan, idSpan)
+    }
+
+    /// The id's bytes in `encode`'s form `b`, where they are; nil when `b` is not one.
+    public static func idBytes(in b: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        spans(b).map { UnsafeRawBufferPointer(rebasing: b[$0.id]) }
+    }
+
+    /// The case id's bytes in `encode`'s form `b`, where they are; nil when `b` is not one.
+    public static func caseBytes(in b: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        spans(b).map { UnsafeRawBufferPointer(rebasing: b[$0.case]) }
+    }
+
+    /// Reads `encode`'s form from the whole of `b`; nil when it is not one. Without `withID` the
+    /// facts' `id` is left empty (what the case machine reads needs no id, and a long one costs an
+    /// allocation).
+    public static func decode(_ b: UnsafeRawBufferPointer, withID: Bool = true) -> EventFacts? {
+        guard let (caseSpan, referralSpan, idSpan) = spans(b) else { return nil }
+        func be(_ from: Int, _ n: Int) -> UInt64 {
+            var v: UInt64 = 0
+            for k in from..<(from + n) { v = v << 8 | UInt64(b[k]) }
+            return v
+        }
         func string(_ r: Range<Int>) -> String {
             r.isEmpty ? "" : String(decoding: UnsafeRawBufferPointer(rebasing: b[r]), as: UTF8.self)
         }
@@ -210,7 +228,7 @@ public struct EventFacts: Sendable, Equatable {
         f.persons = b[30]
         f.previous = be(31, 8)
         f.referral = string(referralSpan)
-        f.id = string(idSpan)
+        if withID { f.id = string(idSpan) }
         return f
     }
 

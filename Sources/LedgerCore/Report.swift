@@ -6,77 +6,123 @@ public protocol DurationSamples {
     func kthSmallest(_ measure: Measure, _ k: Int) throws -> Int64?
 }
 
-/// The pilot report of CONTRACT §4, rendered from the projections.
-public enum PilotReport {
+/// The pilot report of CONTRACT §4 as values. `Report.make` computes it from the projections;
+/// `json` writes `report.json` and the `report` response, `ReportFiles` the CSV files and
+/// `ReportHTML` the page, all from this one model.
+public struct Report: Sendable, Equatable {
+    /// One figure of the funnel or of a split; a nil count was suppressed (`suppressed(minCell:)`).
+    public struct Cell: Sendable, Equatable {
+        public var cases: Int64?
+        public var persons: Int64?
+        public init(cases: Int64?, persons: Int64?) {
+            self.cases = cases
+            self.persons = persons
+        }
+    }
+
+    /// The cells of `stages`, in that order: every stage of the funnel, or the referral stages of a
+    /// pathway.
+    public struct Stages: Sendable, Equatable {
+        public let stages: [Stage]
+        public var cells: [Cell]
+
+        public subscript(_ stage: Stage) -> Cell {
+            get { stages.firstIndex(of: stage).map { cells[$0] } ?? Cell(cases: 0, persons: 0) }
+            set { if let i = stages.firstIndex(of: stage) { cells[i] = newValue } }
+        }
+    }
+
+    /// One key of a split (an office country, a nationality, a pathway) and its stages.
+    public struct Split: Sendable, Equatable {
+        public var key: String
+        public var stages: Stages
+    }
+
+    /// The pathway split of one office country.
+    public struct OfficePathways: Sendable, Equatable {
+        public var office: String
+        public var pathways: [Split]
+    }
+
+    /// One ISO week of the window: the events of each type (`EventType.ordered`) in it.
+    public struct Week: Sendable, Equatable {
+        public var week: String
+        public var counts: [Int64]
+    }
+
+    /// A duration measure: the samples and their nearest-rank percentiles (nil when there are none).
+    public struct Duration: Sendable, Equatable {
+        public var count: Int64
+        public var p50: Int64?
+        public var p90: Int64?
+    }
+
+    public var position: UInt64
+    public var headHash: String
+    public var asOf: Timestamp?
+    public var window: ReportWindow
+    public var funnel: Stages
+    public var byOfficeCountry: [Split]
+    public var byNationality: [Split]
+    public var byPathway: [Split]
+    /// The pathway split by office country: an analysts' extra (`pathway_by_office.csv`, the page),
+    /// not part of CONTRACT §4's `report`.
+    public var pathwaysByOffice: [OfficePathways]
+    public var weekly: [Week]
+    /// Events dated outside the window, by type (`EventType.ordered`).
+    public var outsideWindow: [Int64]
+    /// By `Measure.allCases`.
+    public var durations: [Duration]
+    /// Cases in each state, by `CaseStatus.allCases`.
+    public var states: [Int64]
+    /// The `min_cell` the splits were suppressed with (0: none).
+    public var minCell: Int = 0
+
     /// Nearest rank: the ⌈p·n/100⌉-th smallest.
     public static func nearestRank(_ p: Int, _ n: Int) -> Int { max(1, (p * n + 99) / 100) }
 
-    /// Renders the report. Every stage, event type, measure and state is present, zeros included.
-    public static func render(counters: [CounterKey: Int64], durations: some DurationSamples, position: UInt64,
-                              headHash: String, asOf: Timestamp?, window: ReportWindow) throws -> JSONObject {
+    /// The report of the projections `counters` and `durations` at log position `position`.
+    public static func make(counters: [CounterKey: Int64], durations: some DurationSamples, position: UInt64,
+                            headHash: String, asOf: Timestamp?, window: ReportWindow) throws -> Report {
         func value(_ k: CounterKey) -> Int64 { counters[k] ?? 0 }
-        func stages(_ dim: CounterKey.Dimension, _ code: UInt32, _ list: [Stage]) -> JSONValue {
-            .object(JSONObject(list.map { stage in
-                (stage.name, .object(JSONObject([
-                    ("cases", .int(value(CounterKey(dim, code, UInt8(stage.rawValue), .cases)))),
-                    ("persons", .int(value(CounterKey(dim, code, UInt8(stage.rawValue), .persons)))),
-                ])))
-            }))
+        func stages(_ dim: CounterKey.Dimension, _ code: UInt32, _ list: [Stage]) -> Stages {
+            Stages(stages: list, cells: list.map { stage in
+                Cell(cases: value(CounterKey(dim, code, UInt8(stage.rawValue), .cases)),
+                     persons: value(CounterKey(dim, code, UInt8(stage.rawValue), .persons)))
+            })
         }
-        func split(_ dim: CounterKey.Dimension, _ list: [Stage]) -> JSONValue {
-            .object(JSONObject(codes(dim, in: counters).map { (CounterKey.name(dim, $0), stages(dim, $0, list)) }))
+        func split(_ dim: CounterKey.Dimension, _ list: [Stage]) -> [Split] {
+            codes(dim, in: counters).map { Split(key: CounterKey.name(dim, $0), stages: stages(dim, $0, list)) }
         }
-        func typeCounts(_ dim: CounterKey.Dimension, _ code: UInt32) -> JSONValue {
-            .object(JSONObject(EventType.allCases.map { t in
-                (t.rawValue, .int(value(CounterKey(dim, code, t.index, .count))))
-            }))
+        func typeCounts(_ dim: CounterKey.Dimension, _ code: UInt32) -> [Int64] {
+            EventType.ordered.map { value(CounterKey(dim, code, $0.index, .count)) }
         }
-        var durationMembers: [(key: String, value: JSONValue)] = []
-        for m in Measure.allCases {
-            let n = try durations.count(m)
-            let p50: JSONValue = n == 0 ? .null : .int(try durations.kthSmallest(m, nearestRank(50, n)) ?? 0)
-            let p90: JSONValue = n == 0 ? .null : .int(try durations.kthSmallest(m, nearestRank(90, n)) ?? 0)
-            durationMembers.append((m.name, .object(JSONObject([("count", .int(Int64(n))), ("p50_seconds", p50), ("p90_seconds", p90)]))))
+        var byOffice: [UInt32: [UInt32]] = [:]
+        for code in codes(.officePathway, in: counters) { byOffice[code >> 8, default: []].append(code & 0xFF) }
+        func byName(_ dim: CounterKey.Dimension) -> (UInt32, UInt32) -> Bool {
+            { CounterKey.name(dim, $0) < CounterKey.name(dim, $1) }
         }
-        return JSONObject([
-            ("position", .int(Int64(position))),
-            ("head_hash", .string(headHash)),
-            ("as_of", asOf.map { .string($0.description) } ?? .null),
-            ("window", .object(JSONObject([("start", .string(window.start)), ("end", .string(window.end))]))),
-            ("funnel", stages(.all, 0, Stage.allCases)),
-            ("by_office_country", split(.officeCountry, Stage.allCases)),
-            ("by_nationality", split(.nationality, Stage.allCases)),
-            ("by_pathway", split(.pathway, Stage.referralStages)),
-            ("weekly", .array(window.weekCodes.map { week in
-                .object(JSONObject([("week", .string(ISOWeek.name(code: week))), ("counts", typeCounts(.weekly, UInt32(week)))]))
-            })),
-            ("outside_window", typeCounts(.outside, 0)),
-            ("durations", .object(JSONObject(durationMembers))),
-            ("states", .object(JSONObject(CaseStatus.allCases.map { s in
-                (s.name, .int(value(CounterKey(.states, 0, s.rawValue, .count))))
-            }))),
-        ])
-    }
-
-    /// The pathway split by office country, `{OFFICE:{PATHWAY:{PSTAGE:{"cases":n,"persons":n}}}}`: an
-    /// analysts' extra beside the report (`pathway_by_office.csv`), not part of CONTRACT §4's shape.
-    public static func pathwaysByOffice(counters: [CounterKey: Int64]) -> JSONObject {
-        var tree: [UInt32: [UInt32]] = [:]
-        for code in codes(.officePathway, in: counters) { tree[code >> 8, default: []].append(code & 0xFF) }
-        func byName(_ a: UInt32, _ b: UInt32, _ dim: CounterKey.Dimension) -> Bool {
-            CounterKey.name(dim, a) < CounterKey.name(dim, b)
+        let pathwaysByOffice = byOffice.keys.sorted(by: byName(.officeCountry)).map { office in
+            OfficePathways(office: CounterKey.name(.officeCountry, office), pathways: byOffice[office]!.sorted(by: byName(.pathway)).map {
+                Split(key: CounterKey.name(.pathway, $0), stages: stages(.officePathway, office << 8 | $0, Stage.referralStages))
+            })
         }
-        return JSONObject(tree.keys.sorted { byName($0, $1, .officeCountry) }.map { office in
-            (CounterKey.name(.officeCountry, office), .object(JSONObject(tree[office]!.sorted { byName($0, $1, .pathway) }.map { pathway in
-                (CounterKey.name(.pathway, pathway), .object(JSONObject(Stage.referralStages.map { stage in
-                    let code = office << 8 | pathway
-                    return (stage.name, .object(JSONObject([
-                        ("cases", .int(counters[CounterKey(.officePathway, code, UInt8(stage.rawValue), .cases)] ?? 0)),
-                        ("persons", .int(counters[CounterKey(.officePathway, code, UInt8(stage.rawValue), .persons)] ?? 0)),
-                    ])))
-                })))
-            })))
-        })
+        return Report(
+            position: position, headHash: headHash, asOf: asOf, window: window,
+            funnel: stages(.all, 0, Stage.allCases),
+            byOfficeCountry: split(.officeCountry, Stage.allCases),
+            byNationality: split(.nationality, Stage.allCases),
+            byPathway: split(.pathway, Stage.referralStages),
+            pathwaysByOffice: pathwaysByOffice,
+            weekly: window.weekCodes.map { Week(week: ISOWeek.name(code: $0), counts: typeCounts(.weekly, UInt32($0))) },
+            outsideWindow: typeCounts(.outside, 0),
+            durations: try Measure.allCases.map { m in
+                let n = try durations.count(m)
+                return Duration(count: Int64(n),
+                                p50: n == 0 ? nil : try durations.kthSmallest(m, nearestRank(50, n)),
+                                p90: n == 0 ? nil : try durations.kthSmallest(m, nearestRank(90, n)))
+            },
+            states: CaseStatus.allCases.map { value(CounterKey(.states, 0, $0.rawValue, .count)) })
     }
 
     /// The key codes of `dim` that have a count, in the order of their names.
@@ -87,32 +133,67 @@ public enum PilotReport {
             .map(\.code)
     }
 
-    /// The splits whose small cells `suppress` hides.
-    public static let splitKeys = ["by_office_country", "by_nationality", "by_pathway"]
-
-    /// Replaces every count from 1 to `minCell`−1 in the splits by null (CONTRACT §5).
-    public static func suppress(_ report: JSONObject, minCell: Int) -> JSONObject {
-        guard minCell > 1 else { return report }
-        var out = report
-        for (i, m) in out.members.enumerated() where splitKeys.contains(m.key) {
-            out.members[i].value = suppressCounts(m.value, minCell: Int64(minCell))
+    /// The report with every count from 1 to `minCell`−1 of the splits by office country,
+    /// nationality and pathway (and of the pathway split by office) replaced by nil (CONTRACT §5).
+    public func suppressed(minCell: Int) -> Report {
+        guard minCell > 1 else { return self }
+        func hide(_ v: Int64?) -> Int64? { v.flatMap { $0 >= 1 && $0 < Int64(minCell) ? nil : $0 } }
+        func hide(_ splits: [Split]) -> [Split] {
+            splits.map { s in
+                var s = s
+                s.stages.cells = s.stages.cells.map { Cell(cases: hide($0.cases), persons: hide($0.persons)) }
+                return s
+            }
         }
-        return out
+        var r = self
+        r.byOfficeCountry = hide(byOfficeCountry)
+        r.byNationality = hide(byNationality)
+        r.byPathway = hide(byPathway)
+        r.pathwaysByOffice = pathwaysByOffice.map { OfficePathways(office: $0.office, pathways: hide($0.pathways)) }
+        r.minCell = minCell
+        return r
     }
 
-    /// Suppresses every count from 1 to `minCell`−1 anywhere in `split` (a split in its own right).
-    public static func suppressAll(_ split: JSONObject, minCell: Int) -> JSONObject {
-        guard minCell > 1, case .object(let o) = suppressCounts(.object(split), minCell: Int64(minCell)) else { return split }
-        return o
+    /// The report as CONTRACT §4 shapes it (`report.json`, the `report` response).
+    public var json: JSONObject {
+        func count(_ v: Int64?) -> JSONValue { v.map { .int($0) } ?? .null }
+        func stages(_ s: Stages) -> JSONValue {
+            .object(JSONObject(zip(s.stages, s.cells).map { stage, cell in
+                (stage.name, .object(JSONObject([("cases", count(cell.cases)), ("persons", count(cell.persons))])))
+            }))
+        }
+        func split(_ list: [Split]) -> JSONValue { .object(JSONObject(list.map { ($0.key, stages($0.stages)) })) }
+        func types(_ counts: [Int64]) -> JSONValue {
+            .object(JSONObject(zip(EventType.ordered, counts).map { ($0.rawValue, .int($1)) }))
+        }
+        return JSONObject([
+            ("position", .int(Int64(position))),
+            ("head_hash", .string(headHash)),
+            ("as_of", asOf.map { .string($0.description) } ?? .null),
+            ("window", .object(JSONObject([("start", .string(window.start)), ("end", .string(window.end))]))),
+            ("funnel", stages(funnel)),
+            ("by_office_country", split(byOfficeCountry)),
+            ("by_nationality", split(byNationality)),
+            ("by_pathway", split(byPathway)),
+            ("weekly", .array(weekly.map { .object(JSONObject([("week", .string($0.week)), ("counts", types($0.counts))])) })),
+            ("outside_window", types(outsideWindow)),
+            ("durations", .object(JSONObject(zip(Measure.allCases, durations).map { m, d in
+                (m.name, .object(JSONObject([("count", .int(d.count)), ("p50_seconds", count(d.p50)), ("p90_seconds", count(d.p90))])))
+            }))),
+            ("states", .object(JSONObject(zip(CaseStatus.allCases, states).map { ($0.name, .int($1)) }))),
+        ])
     }
 
-    static func suppressCounts(_ v: JSONValue, minCell: Int64) -> JSONValue {
-        switch v {
-        case .int(let n) where n >= 1 && n < minCell: .null
-        case .object(let o): .object(JSONObject(o.members.map { ($0.key, suppressCounts($0.value, minCell: minCell)) }))
-        case .array(let a): .array(a.map { suppressCounts($0, minCell: minCell) })
-        default: v
-        }
+    /// The pathway split by office country as JSON, `{OFFICE:{PATHWAY:{PSTAGE:{"cases":n,"persons":n}}}}`.
+    public var pathwaysByOfficeJSON: JSONObject {
+        func count(_ v: Int64?) -> JSONValue { v.map { .int($0) } ?? .null }
+        return JSONObject(pathwaysByOffice.map { o in
+            (o.office, .object(JSONObject(o.pathways.map { p in
+                (p.key, .object(JSONObject(zip(p.stages.stages, p.stages.cells).map { stage, cell in
+                    (stage.name, .object(JSONObject([("cases", count(cell.cases)), ("persons", count(cell.persons))])))
+                })))
+            })))
+        })
     }
 }
 
@@ -214,9 +295,9 @@ public struct Replay: Sendable {
     }
 
     /// The report at this point of the replay.
-    public mutating func report(position: UInt64, headHash: String) throws -> JSONObject {
+    public mutating func report(position: UInt64, headHash: String) throws -> Report {
         durations.sort()
-        return try PilotReport.render(counters: counters.nonZero, durations: durations, position: position,
-                                      headHash: headHash, asOf: asOfText, window: window)
+        return try Report.make(counters: counters.nonZero, durations: durations, position: position,
+                               headHash: headHash, asOf: asOfText, window: window)
     }
 }

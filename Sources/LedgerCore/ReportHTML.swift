@@ -1,7 +1,7 @@
 /// The report as one self-contained HTML page: inline CSS and SVG, no script, no external URL.
 /// Readable on a laptop and a phone; suppressed cells are shown as such.
 public enum ReportHTML {
-    public static func render(_ r: JSONObject, pathwaysByOffice: JSONObject? = nil, minCell: Int) -> String {
+    public static func render(_ r: Report) -> String {
         var h = """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8">
@@ -25,98 +25,83 @@ public enum ReportHTML {
         <h1>Safe Mobility Offices: pilot report</h1>
 
         """
-        let asOf = string(r["as_of"]) ?? "all events"
-        let window = object(r["window"])
-        h += "<p class=\"meta\">As of <b>\(esc(asOf))</b>; pilot window \(esc(string(window?["start"]) ?? "")) to \(esc(string(window?["end"]) ?? "")) (end exclusive).<br>"
-        h += "Computed from log position <code>\(int(r["position"]) ?? 0)</code>, head hash <code>\(esc(string(r["head_hash"]) ?? ""))</code>."
-        if minCell > 1 { h += "<br>Counts from 1 to \(minCell - 1) in the splits are suppressed and shown as <i>suppressed</i>." }
+        h += "<p class=\"meta\">As of <b>\(esc(r.asOf?.description ?? "all events"))</b>; pilot window \(esc(r.window.start)) to \(esc(r.window.end)) (end exclusive).<br>"
+        h += "Computed from log position <code>\(r.position)</code>, head hash <code>\(esc(r.headHash))</code>."
+        if r.minCell > 1 { h += "<br>Counts from 1 to \(r.minCell - 1) in the splits are suppressed and shown as <i>suppressed</i>." }
         h += "</p>\n"
 
-        let funnel = object(r["funnel"])
-        func stageValue(_ o: JSONObject?, _ stage: String, _ metric: String) -> JSONValue? { object(o?[stage])?[metric] }
         h += "<div class=\"cards\">"
-        for (label, stage, metric) in [("Registrations (cases)", "requested", "cases"), ("Interviewed (cases)", "interviewed", "cases"),
-                                       ("Referred (persons)", "referred", "persons"), ("Arrived (persons)", "arrived", "persons")] {
-            h += "<div class=\"card\">\(esc(label))<b>\(fmt(stageValue(funnel, stage, metric)))</b></div>"
+        for (label, value) in [("Registrations (cases)", r.funnel[.requested].cases), ("Interviewed (cases)", r.funnel[.interviewed].cases),
+                               ("Referred (persons)", r.funnel[.referred].persons), ("Arrived (persons)", r.funnel[.arrived].persons)] {
+            h += "<div class=\"card\">\(esc(label))<b>\(fmt(value))</b></div>"
         }
         h += "</div>\n<h2>Funnel</h2>\n<div class=\"wrap\"><table><tr><th>Stage</th><th>Cases</th><th>Persons</th><th></th></tr>\n"
-        let maxCases = Double(max(1, int(stageValue(funnel, "requested", "cases")) ?? 1))
-        for (stage, v) in funnel?.members ?? [] {
-            let c = object(v)
-            let width = Int(200 * Double(int(c?["cases"]) ?? 0) / maxCases)
-            h += "<tr><td>\(esc(stage.replacingAll("_", with: " ")))</td>\(td(c?["cases"]))\(td(c?["persons"]))<td><span class=\"bar\" style=\"width:\(width)px\"></span></td></tr>\n"
+        let maxCases = Double(max(1, r.funnel[.requested].cases ?? 1))
+        for (stage, c) in zip(r.funnel.stages, r.funnel.cells) {
+            let width = Int(200 * Double(c.cases ?? 0) / maxCases)
+            h += "<tr><td>\(esc(stage.name.replacingAll("_", with: " ")))</td>\(td(c.cases))\(td(c.persons))<td><span class=\"bar\" style=\"width:\(width)px\"></span></td></tr>\n"
         }
         h += "</table></div>\n"
 
         h += "<h2>Weekly events in the pilot window</h2>\n" + weeklyChart(r)
 
-        h += "<h2>Referrals by pathway</h2>\n" + split(object(r["by_pathway"]), stages: Stage.referralStages.map(\.name), label: "Pathway")
-        if let byOffice = pathwaysByOffice, !byOffice.members.isEmpty {
-            h += "<h2>Persons referred, by pathway and office country</h2>\n" + crossTable(byOffice)
+        h += "<h2>Referrals by pathway</h2>\n" + split(r.byPathway, stages: Stage.referralStages, label: "Pathway")
+        if !r.pathwaysByOffice.isEmpty {
+            h += "<h2>Persons referred, by pathway and office country</h2>\n" + crossTable(r.pathwaysByOffice)
         }
-        let caseStages = ["requested", "eligible", "interviewed", "referred", "approved", "arrived"]
-        h += "<h2>By office country</h2>\n" + split(object(r["by_office_country"]), stages: caseStages, label: "Office")
-        h += "<h2>By nationality</h2>\n" + split(object(r["by_nationality"]), stages: caseStages, label: "Nationality")
+        let caseStages: [Stage] = [.requested, .eligible, .interviewed, .referred, .approved, .arrived]
+        h += "<h2>By office country</h2>\n" + split(r.byOfficeCountry, stages: caseStages, label: "Office")
+        h += "<h2>By nationality</h2>\n" + split(r.byNationality, stages: caseStages, label: "Nationality")
 
         h += "<h2>Durations</h2>\n<div class=\"wrap\"><table><tr><th>Measure</th><th>Count</th><th>Median (days)</th><th>90th percentile (days)</th></tr>\n"
-        for (m, v) in object(r["durations"])?.members ?? [] {
-            let d = object(v)
-            h += "<tr><td>\(esc(m.replacingAll("_", with: " ")))</td>\(td(d?["count"]))<td>\(days(d?["p50_seconds"]))</td><td>\(days(d?["p90_seconds"]))</td></tr>\n"
+        for (m, d) in zip(Measure.allCases, r.durations) {
+            h += "<tr><td>\(esc(m.name.replacingAll("_", with: " ")))</td>\(td(d.count))<td>\(days(d.p50))</td><td>\(days(d.p90))</td></tr>\n"
         }
         h += "</table></div>\n<h2>Cases by current state</h2>\n<div class=\"wrap\"><table><tr><th>State</th><th>Cases</th></tr>\n"
-        for (s, v) in object(r["states"])?.members ?? [] { h += "<tr><td>\(esc(s))</td>\(td(v))</tr>\n" }
+        for (s, n) in zip(CaseStatus.allCases, r.states) { h += "<tr><td>\(esc(s.name))</td>\(td(n))</tr>\n" }
         h += "</table></div>\n"
         h += "<footer>Cases count applications (households); persons count household members, or the persons of each referral for referral stages. Definitions: docs/DOMAIN.md.</footer>\n</main></body></html>\n"
         return h
     }
 
-    static func split(_ o: JSONObject?, stages: [String], label: String) -> String {
-        guard let o, !o.members.isEmpty else { return "<p>None yet.</p>\n" }
+    static func split(_ splits: [Report.Split], stages: [Stage], label: String) -> String {
+        guard !splits.isEmpty else { return "<p>None yet.</p>\n" }
         var h = "<div class=\"wrap\"><table><tr><th>\(label)</th>"
-        for s in stages { h += "<th>\(esc(s.replacingAll("_", with: " "))) cases</th><th>persons</th>" }
+        for s in stages { h += "<th>\(esc(s.name.replacingAll("_", with: " "))) cases</th><th>persons</th>" }
         h += "</tr>\n"
-        for (key, v) in o.members {
-            h += "<tr><td>\(esc(key))</td>"
-            for s in stages {
-                let c = object(object(v)?[s])
-                h += td(c?["cases"]) + td(c?["persons"])
-            }
+        for split in splits {
+            h += "<tr><td>\(esc(split.key))</td>"
+            for s in stages { h += td(split.stages[s].cases) + td(split.stages[s].persons) }
             h += "</tr>\n"
         }
         return h + "</table></div>\n"
     }
 
     /// Rows: pathways; columns: office countries; cells: persons referred (and arrived).
-    static func crossTable(_ byOffice: JSONObject) -> String {
-        let offices = byOffice.keys
+    static func crossTable(_ byOffice: [Report.OfficePathways]) -> String {
         var pathways: [String] = []
-        for (_, v) in byOffice.members { for p in object(v)?.keys ?? [] where !pathways.contains(p) { pathways.append(p) } }
+        for o in byOffice { for p in o.pathways where !pathways.contains(p.key) { pathways.append(p.key) } }
         pathways.sort()
         var h = "<div class=\"wrap\"><table><tr><th>Pathway</th>"
-        for o in offices { h += "<th>\(esc(o)) referred</th><th>\(esc(o)) arrived</th>" }
+        for o in byOffice { h += "<th>\(esc(o.office)) referred</th><th>\(esc(o.office)) arrived</th>" }
         h += "</tr>\n"
         for p in pathways {
             h += "<tr><td>\(esc(p))</td>"
-            for o in offices {
-                let stages = object(object(byOffice[o])?[p])
-                h += td(object(stages?["referred"])?["persons"] ?? .int(0)) + td(object(stages?["arrived"])?["persons"] ?? .int(0))
+            for o in byOffice {
+                let stages = o.pathways.first { $0.key == p }?.stages
+                h += td(stages.map { $0[.referred].persons } ?? 0) + td(stages.map { $0[.arrived].persons } ?? 0)
             }
             h += "</tr>\n"
         }
         return h + "</table></div>\n"
     }
 
-    static func weeklyChart(_ r: JSONObject) -> String {
-        guard case .array(let rows)? = r["weekly"], !rows.isEmpty else { return "<p>No weeks.</p>\n" }
-        let series: [(String, String, String)] = [("AppointmentRequested", "Registrations", "#2f6db5"), ("Interviewed", "Interviews", "#e08a1e"),
-                                                  ("Referred", "Referrals", "#2a9d5b"), ("Arrived", "Arrivals", "#b53a3a")]
-        var values: [[Int64]] = Array(repeating: [], count: series.count)
-        var weeks: [String] = []
-        for row in rows {
-            let o = object(row)
-            weeks.append(string(o?["week"]) ?? "")
-            for (k, s) in series.enumerated() { values[k].append(int(object(o?["counts"])?[s.0]) ?? 0) }
-        }
+    static func weeklyChart(_ r: Report) -> String {
+        guard !r.weekly.isEmpty else { return "<p>No weeks.</p>\n" }
+        let series: [(EventType, String, String)] = [(.appointmentRequested, "Registrations", "#2f6db5"), (.interviewed, "Interviews", "#e08a1e"),
+                                                     (.referred, "Referrals", "#2a9d5b"), (.arrived, "Arrivals", "#b53a3a")]
+        let values = series.map { s in r.weekly.map { $0.counts[Int(s.0.index)] } }
+        let weeks = r.weekly.map(\.week)
         let maxV = Double(max(1, values.flatMap { $0 }.max() ?? 1))
         let w = 760.0, hgt = 260.0, left = 50.0, bottom = 30.0, top = 10.0
         let step = (w - left - 10) / Double(max(1, weeks.count - 1))
@@ -142,22 +127,19 @@ public enum ReportHTML {
     }
 
     static func r1(_ v: Double) -> String { String(Double(Int(v * 10)) / 10) }
-    static func object(_ v: JSONValue?) -> JSONObject? { if case .object(let o)? = v { return o }; return nil }
-    static func string(_ v: JSONValue?) -> String? { if case .string(let s)? = v { return s }; return nil }
-    static func int(_ v: JSONValue?) -> Int64? { if case .int(let n)? = v { return n }; return nil }
 
-    static func fmt(_ v: JSONValue?) -> String {
-        guard let n = int(v) else { return v == .null ? "suppressed" : "–" }
+    static func fmt(_ v: Int64?) -> String {
+        guard let n = v else { return "suppressed" }
         var s = String(n)
         var out = ""
         while s.count > 3 { out = "," + s.suffix(3) + out; s = String(s.dropLast(3)) }
         return s + out
     }
 
-    static func td(_ v: JSONValue?) -> String { v == .null ? "<td class=\"s\">suppressed</td>" : "<td>\(fmt(v))</td>" }
+    static func td(_ v: Int64?) -> String { v == nil ? "<td class=\"s\">suppressed</td>" : "<td>\(fmt(v))</td>" }
 
-    static func days(_ v: JSONValue?) -> String {
-        guard let n = int(v) else { return "–" }
+    static func days(_ v: Int64?) -> String {
+        guard let n = v else { return "–" }
         return String(Double(Int(Double(n) / 86400 * 10)) / 10)
     }
 

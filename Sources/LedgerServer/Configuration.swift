@@ -14,18 +14,18 @@ public struct Configuration: Sendable, Equatable {
     public var subscriberStallSeconds = 30
     /// The most events one group commit takes.
     public var maxGroupEvents = 4_096
+    /// The writer's threads: 2 (one validates a group while the other writes the one before) or 1.
+    public var writerThreads = 2
     /// The LMDB map size to start with, MiB; it doubles when full.
     public var initialMapSizeMiB = 1024
     /// The largest the LMDB map may grow to, GiB; past it appends get `unavailable`.
     public var maxMapSizeGiB = 1024
     /// Events after which the projections kept in memory are written to disk (a checkpoint); also
-    /// the most events replayed at a start after a crash.
+    /// the most events applied again at a start after a crash.
     public var checkpointEvents = 250_000
-    /// About how many cases and ids one commit of a checkpoint writes; a bigger checkpoint goes in
-    /// chunks with the appends after it.
-    public var checkpointChunkKeys = 8_192
-    /// The most case records the writer caches besides those changed since the last checkpoint.
-    public var caseCacheEntries = 262_144
+    /// Seconds after which events not yet in the stored projections are written (a checkpoint):
+    /// when appends stop, `projections_position` reaches the head this soon.
+    public var checkpointSeconds = 5
     /// SwiftNIO event-loop threads (decoding happens there).
     public var eventLoopThreads = 1
     /// Threads that serve reads (`read`, `status`) off the event loop.
@@ -55,8 +55,8 @@ public struct Configuration: Sendable, Equatable {
 
     /// Every key the file and the environment accept.
     public static let keys = [
-        "data_dir", "socket", "max_line_bytes", "max_pending_per_connection", "subscriber_stall_seconds", "max_group_events",
-        "initial_map_size_mib", "max_map_size_gib", "checkpoint_events", "checkpoint_chunk_keys", "case_cache_entries",
+        "data_dir", "socket", "max_line_bytes", "max_pending_per_connection", "subscriber_stall_seconds", "max_group_events", "writer_threads",
+        "initial_map_size_mib", "max_map_size_gib", "checkpoint_events", "checkpoint_seconds",
         "event_loop_threads", "read_threads",
         "append_users", "append_groups", "log_level", "metrics_address", "window_start", "window_end",
     ]
@@ -143,11 +143,13 @@ public struct Configuration: Sendable, Equatable {
         case "max_pending_per_connection": maxPendingPerConnection = try int(min: 1)
         case "subscriber_stall_seconds": subscriberStallSeconds = try int(min: 1)
         case "max_group_events": maxGroupEvents = try int(min: 1)
+        case "writer_threads":
+            writerThreads = try int(min: 1)
+            guard writerThreads <= 2 else { throw Problem(description: "`writer_threads` must be 1 or 2, got \(writerThreads)") }
         case "initial_map_size_mib": initialMapSizeMiB = try int(min: 1)
         case "max_map_size_gib": maxMapSizeGiB = try int(min: 1)
         case "checkpoint_events": checkpointEvents = try int(min: 1)
-        case "checkpoint_chunk_keys": checkpointChunkKeys = try int(min: 1)
-        case "case_cache_entries": caseCacheEntries = try int(min: 0)
+        case "checkpoint_seconds": checkpointSeconds = try int(min: 1)
         case "event_loop_threads": eventLoopThreads = try int(min: 1)
         case "read_threads": readThreads = try int(min: 1)
         case "append_users": appendUsers = try list()

@@ -6,9 +6,13 @@ import NIOPosix
 
 /// Serves one connection: decodes each line, routes it, and writes the responses in request order.
 ///
-/// Pipelining: requests are started as they arrive, so many appends of one connection can share a
-/// commit; a response waits until every earlier response of the connection has been written.
-/// Backpressure: with `maxPending` responses outstanding it stops reading from the socket.
+/// Order (CONTRACT §2, "Consistency"): requests take effect in the order they were sent. An append
+/// starts once every earlier read of the connection has been answered; a read (`status`, `read`,
+/// `case`, `report`, `subscribe`) once every earlier append has been answered, so it sees them
+/// (their commit published its snapshot before answering). Consecutive appends start as they
+/// arrive, so the appends of one connection can share a commit; consecutive reads run side by side.
+/// A response waits until every earlier response of the connection has been written.
+/// Backpressure: with `maxPending` requests outstanding it stops reading from the socket.
 /// Subscribe: once the responses before it are written, the connection streams stored events from
 /// the requested position, reading them from the store in chunks only while the socket is writable,
 /// so a slow subscriber costs memory of one chunk and nothing of the writer; one that stays
@@ -34,6 +38,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let canAppend: Bool
     private let maxPending: Int
     private var pending = CircularBuffer<Slot>()
+    /// Requests decoded but not started yet, in order, with their slot's number.
+    private var waiting = CircularBuffer<(seq: Int, request: Request)>()
+    private var appendsInFlight = 0
+    private var readsInFlight = 0
     private var firstSeq = 0
     private var readHeld = false
     private var closingWhenIdle = false
@@ -71,6 +79,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 complete(seq, Response.error(error), ctx)
                 return
             }
+            waiting.append((seq, request))
+            startWaiting(ctx)
+        }
+    }
+
+    /// Starts the waiting requests that the order allows (see the type's comment).
+    private func startWaiting(_ ctx: ChannelHandlerContext) {
+        while let (seq, request) = waiting.first {
+            if case .append = request {
+                guard readsInFlight == 0 else { return }
+                appendsInFlight += 1
+            } else {
+                guard appendsInFlight == 0 else { return }
+                readsInFlight += 1
+            }
+            waiting.removeFirst()
             handle(request, seq: seq, ctx)
         }
     }
@@ -81,6 +105,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .append(let events):
             guard canAppend else {
                 server.metrics.rejected(.forbidden)
+                finished(append: true, ctx)
                 complete(seq, Response.error(LedgerError(.forbidden, "this user may only read; appends need a user or group listed in append_users or append_groups")), ctx)
                 return
             }
@@ -96,40 +121,51 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     return Response.error(e)
                 }
             }
-            respond(when: response, seq: seq, ctx)
+            respond(when: response, seq: seq, append: true, ctx)
         case .status:
-            let future = server.readPool.runIfActive(eventLoop: ctx.eventLoop) { try server.status() }
-            respond(when: future, seq: seq, ctx)
+            // From the published snapshot, on the event loop: no read transaction, no wait.
+            finished(append: false, ctx)
+            complete(seq, server.status(), ctx)
         case .read(let from, let limit):
             let future = server.readPool.runIfActive(eventLoop: ctx.eventLoop) {
                 Response.events(try server.ledger.read(from: from, limit: limit))
             }
-            respond(when: future, seq: seq, ctx)
+            respond(when: future, seq: seq, append: false, ctx)
         case .caseState(let caseID):
             let future = server.readPool.runIfActive(eventLoop: ctx.eventLoop) {
-                let (state, events) = try server.ledger.caseHistory(caseID)
-                return Response.caseHistory(state: state, events: events)
+                let history = try server.ledger.caseHistory(caseID)
+                return Response.caseHistory(state: history.state, events: history.events)
             }
-            respond(when: future, seq: seq, ctx)
+            respond(when: future, seq: seq, append: false, ctx)
         case .report(let asOf):
             let future = server.readPool.runIfActive(eventLoop: ctx.eventLoop) {
-                Response.ok(JSONObject([("report", .object(try server.ledger.report(asOf: asOf)))]))
+                Response.ok(JSONObject([("report", .object(try server.ledger.report(asOf: asOf).json))]))
             }
-            respond(when: future, seq: seq, ctx)
+            respond(when: future, seq: seq, append: false, ctx)
         case .subscribe(let from):
+            finished(append: false, ctx)
             pending[offset: seq - firstSeq] = .subscribe(from: from)
             flushInOrder(ctx)
         }
     }
 
-    private func respond(when future: EventLoopFuture<[UInt8]>, seq: Int, _ ctx: ChannelHandlerContext) {
+    /// An append or a read of this connection has its answer: later requests may start.
+    private func finished(append: Bool, _ ctx: ChannelHandlerContext) {
+        if append { appendsInFlight -= 1 } else { readsInFlight -= 1 }
+        startWaiting(ctx)
+    }
+
+    private func respond(when future: EventLoopFuture<[UInt8]>, seq: Int, append: Bool, _ ctx: ChannelHandlerContext) {
         future.assumeIsolated().whenComplete { result in
             switch result {
             case .success(let bytes):
                 self.complete(seq, bytes, ctx)
             case .failure(let error):
-                self.complete(seq, Response.error(LedgerError(.unavailable, "the request failed: \(error); retry later")), ctx)
+                let e = (error as? StoreError)?.ledgerError
+                    ?? LedgerError(.unavailable, "the request failed: \(error); retry later")
+                self.complete(seq, Response.error(e), ctx)
             }
+            self.finished(append: append, ctx)
         }
     }
 
@@ -154,6 +190,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .subscribe(let from):
                 if wrote { ctx.flush() }
                 pending.removeAll()
+                waiting.removeAll()
                 startSubscription(from: from, ctx)
                 return
             }
@@ -200,7 +237,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private func startSubscription(from: UInt64?, _ ctx: ChannelHandlerContext) {
         // "New events only" starts after the committed head as the store has it.
-        let head = (try? context.ledger.head().position) ?? context.commits.position
+        let head = context.ledger.head.position
         subscription = Subscription(next: max(1, from ?? head + 1))
         context.metrics.subscriberAdded()
         let bound = NIOLoopBound((self, ctx), eventLoop: ctx.eventLoop)
@@ -241,7 +278,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Ends a stalled subscription: nothing more is read from the log for it, the message is queued
     /// behind what its socket still holds, and the connection closes once that is written or after
-    /// five more seconds.
+    /// 30 more seconds.
     private func dropSubscriber(stalledFor seconds: Int, next: UInt64, _ ctx: ChannelHandlerContext) {
         guard subscription != nil else { return }
         subscription = nil
@@ -252,7 +289,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.metrics.subscriberDropped()
         context.logger.notice("dropping a slow subscriber", metadata: ["next": "\(next)"])
         let e = LedgerError(.unavailable, "this subscriber read nothing for \(seconds) s and is dropped; subscribe again from position \(next)")
-        let deadline = ctx.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) { ctx.close(promise: nil) }
+        let deadline = ctx.eventLoop.assumeIsolated().scheduleTask(in: .seconds(30)) { ctx.close(promise: nil) }
         ctx.writeAndFlush(wrapOutboundOut(ctx.channel.allocator.buffer(bytes: Response.error(e)))).assumeIsolated().whenComplete { _ in
             deadline.cancel()
             ctx.close(promise: nil)

@@ -3,18 +3,22 @@ public import LedgerCore
 public import LedgerStore
 public import Logging
 
-/// The one writer: commits the appends of many connections together (group commit), in a pipeline
-/// of two threads: the sequencer validates a group against the ledger's in-memory state
-/// (`Ledger.sequence`) while the committer writes and syncs the group before it (`Ledger.commit`).
+/// The one writer: takes the append requests queued by every connection and commits them together
+/// (group commit: one durable transaction for many requests), on two threads, one group apart:
+/// the sequencer validates a group against the ledger's state (`Ledger.sequence`) while the
+/// committer writes and syncs the group before it (`Ledger.commit`) and answers it. With
+/// `threads` 1 the sequencer commits each group itself. Between groups the sequencer writes a
+/// checkpoint when one is due (`Ledger.checkpointDue`), once the committer has caught up.
 ///
-/// Guarantees: a completion is called only after the commit that holds its events returned (so a
-/// success is durable); requests are committed in the order they were submitted; a request that
-/// fails validation gets its error without affecting the others of its group. After `shutdown`
-/// starts, the queued requests are still committed and new ones get `unavailable`.
+/// Guarantees: a completion is called only after the commit that holds its events returned and the
+/// ledger published the new head (so a success is durable and visible to every later read);
+/// requests are committed in the order they were submitted; a request that fails validation gets
+/// its error without affecting the others of its group. After `shutdown` starts, the queued
+/// requests are still committed, new ones get `unavailable`, and a last checkpoint is written.
 public final class GroupCommitWriter: @unchecked Sendable {
-    // @unchecked: all mutable state (`queue`, `sequenced`, `stopping`, `sequencerDone`,
-    // `finished`, `waiters`) is guarded by `condition`; `ledger` and the callbacks are immutable
-    // and Sendable.
+    // @unchecked: the mutable state (`queue`, `sequenced`, `committing`, `stopping`, `sequencerDone`,
+    // `finished`, `started`, `waiters`) is guarded by `condition`; `ledger` and the callbacks are
+    // immutable and Sendable.
     public typealias Completion = @Sendable (Result<[AppendResult], LedgerError>) -> Void
 
     private struct Pending: Sendable {
@@ -25,33 +29,35 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private let ledger: Ledger
     private let logger: Logger
     private let maxGroupEvents: Int
-    private let onCommit: @Sendable (_ head: Head, _ events: Int, _ requests: Int, _ seconds: Double) -> Void
+    private let threads: Int
+    private let onCommit: @Sendable (_ events: Int, _ requests: Int, _ seconds: Double) -> Void
     private let condition = NSCondition()
     private var queue: [Pending] = []
-    /// Groups sequenced and waiting for the committer (at most one: the sequencer runs one group
-    /// ahead of the commit in progress).
-    private var sequenced: [(group: SequencedGroup, requests: [Pending])] = []
-    private var sequencerDone = false
+    /// A group sequenced and waiting for the committer (at most one).
+    private var sequenced: (group: SequencedGroup, requests: [Pending])?
+    /// The committer is writing a group.
+    private var committing = false
     private var stopping = false
+    private var sequencerDone = false
     private var finished = false
     private var started = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
-    /// Where committed requests are released.
-    private let janitor = DispatchQueue(label: "ledger-writer-janitor", qos: .utility)
 
     /// - Parameters:
     ///   - maxGroupEvents: the most events one commit takes (a bigger single request still goes alone).
-    ///   - onCommit: called on the writer's thread after each commit that appended something, before
-    ///     its requests are answered.
-    public init(ledger: Ledger, logger: Logger, maxGroupEvents: Int = 4_096,
-                onCommit: @escaping @Sendable (Head, Int, Int, Double) -> Void = { _, _, _, _ in }) {
+    ///   - threads: 2 (a sequencer and a committer) or 1 (one thread does both).
+    ///   - onCommit: called on the committer's thread after each commit that appended something,
+    ///     before its requests are answered.
+    public init(ledger: Ledger, logger: Logger, maxGroupEvents: Int = 4_096, threads: Int = 2,
+                onCommit: @escaping @Sendable (Int, Int, Double) -> Void = { _, _, _ in }) {
         self.ledger = ledger
         self.logger = logger
         self.maxGroupEvents = maxGroupEvents
+        self.threads = threads
         self.onCommit = onCommit
     }
 
-    /// Starts the writer's thread.
+    /// Starts the writer's threads.
     public func start() {
         condition.lock()
         defer { condition.unlock() }
@@ -65,7 +71,7 @@ public final class GroupCommitWriter: @unchecked Sendable {
         committer.start()
     }
 
-    /// Queues an append request. `completion` runs on the writer's thread after the commit.
+    /// Queues an append request. `completion` runs on the committer's thread after the commit.
     public func submit(_ events: [Event], completion: @escaping Completion) {
         condition.lock()
         if stopping {
@@ -78,7 +84,8 @@ public final class GroupCommitWriter: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Commits what is queued, then stops the thread. Returns when it has stopped.
+    /// Commits what is queued, writes a last checkpoint, then stops the threads. Returns when they
+    /// have stopped.
     public func shutdown() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             condition.lock()
@@ -98,12 +105,15 @@ public final class GroupCommitWriter: @unchecked Sendable {
     private func sequenceLoop() {
         while true {
             condition.lock()
-            while (queue.isEmpty && !stopping) || (!queue.isEmpty && !sequenced.isEmpty) { condition.wait() }
+            // Takes requests only once the committer has taken the group before (so that what
+            // arrives meanwhile joins one group); wakes at least every 200 ms when idle, to write a
+            // checkpoint that came due.
+            while (queue.isEmpty && !stopping) || sequenced != nil {
+                if !condition.wait(until: Date(timeIntervalSinceNow: 0.2)) && sequenced == nil { break }
+            }
             if queue.isEmpty && stopping {
-                sequencerDone = true
-                condition.broadcast()
                 condition.unlock()
-                return
+                break
             }
             var take = 0
             var events = 0
@@ -115,26 +125,32 @@ public final class GroupCommitWriter: @unchecked Sendable {
             queue.removeFirst(take)
             condition.unlock()
 
-            let group = ledger.sequence(requests.map(\.events))
-
-            condition.lock()
-            sequenced.append((group, requests))
-            condition.broadcast()
-            condition.unlock()
+            if !requests.isEmpty {
+                let group = ledger.sequence(requests.map(\.events))
+                if threads == 1 {
+                    commitAndAnswer(group, requests)
+                } else {
+                    condition.lock()
+                    sequenced = (group, requests)
+                    condition.broadcast()
+                    condition.unlock()
+                }
+            }
+            if ledger.checkpointDue { drainAndCheckpoint() }
         }
+        // The projections to disk, so that the next start has nothing to apply again.
+        drainAndCheckpoint()
+        condition.lock()
+        sequencerDone = true
+        condition.broadcast()
+        condition.unlock()
     }
 
     private func commitLoop() {
         while true {
             condition.lock()
-            while sequenced.isEmpty && !sequencerDone { condition.wait() }
-            if sequenced.isEmpty && sequencerDone {
-                condition.unlock()
-                // Write the projections kept in memory, so the next start has nothing to replay.
-                do { try ledger.checkpoint() } catch {
-                    logger.warning("the checkpoint at shutdown failed; the next start replays the events after the last one", metadata: ["error": "\(error)"])
-                }
-                condition.lock()
+            while sequenced == nil && !sequencerDone { condition.wait() }
+            guard let (group, requests) = sequenced else {
                 finished = true
                 let w = waiters
                 waiters = []
@@ -143,23 +159,37 @@ public final class GroupCommitWriter: @unchecked Sendable {
                 logger.debug("writer stopped")
                 return
             }
-            let (group, requests) = sequenced.removeFirst()
-            condition.broadcast()  // the sequencer may start on the next group
+            sequenced = nil
+            committing = true
+            condition.broadcast()  // the sequencer may hand over the next group
             condition.unlock()
 
-            let started = DispatchTime.now().uptimeNanoseconds
-            let results = ledger.commit(group)
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-            var appended = 0
-            for r in results { if case .success(let list) = r { appended += list.count { !$0.duplicate } } }
-            // Publish before answering: whoever sees an acknowledgement also sees the new head.
-            if appended > 0, let head = try? ledger.head() {
-                onCommit(head, appended, requests.count, seconds)
-            }
-            for (p, r) in zip(requests, results) { p.completion(r) }
-            // Freeing thousands of decoded events is not the writer's job: another thread does it
-            // while the writer starts the next commit.
-            janitor.async { [requests = consume requests] in _ = requests }
+            commitAndAnswer(group, requests)
+
+            condition.lock()
+            committing = false
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    private func commitAndAnswer(_ group: SequencedGroup, _ requests: [Pending]) {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let results = ledger.commit(group)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        var appended = 0
+        for r in results { if case .success(let list) = r { appended += list.count { !$0.duplicate } } }
+        if appended > 0 { onCommit(appended, requests.count, seconds) }
+        for (p, r) in zip(requests, results) { p.completion(r) }
+    }
+
+    /// Waits until the committer has written every group sequenced, then writes a checkpoint.
+    private func drainAndCheckpoint() {
+        condition.lock()
+        while sequenced != nil || committing { condition.wait() }
+        condition.unlock()
+        do { try ledger.checkpoint() } catch {
+            logger.warning("a checkpoint failed; the next one writes everything since the last", metadata: ["error": "\(error)"])
         }
     }
 }

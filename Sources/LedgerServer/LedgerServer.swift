@@ -5,7 +5,6 @@ public import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
-import LMDBKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,13 +38,12 @@ public final class LedgerServer: Sendable {
         self.exposition = exposition
         let access = try AccessPolicy(users: configuration.appendUsers, groups: configuration.appendGroups)
         let metrics = ServerMetrics()
-        let commits = CommitNotifier(position: try ledger.head().position)
-        let writer = GroupCommitWriter(ledger: ledger, logger: logger, maxGroupEvents: configuration.maxGroupEvents) { head, events, requests, seconds in
-            let info = ledger.environment.info()
-            metrics.committed(events: events, requests: requests, seconds: seconds, head: head.position,
-                              lag: ledger.eventsSinceCheckpoint,
-                              map: (info.mapSize, info.usedBytes))
-            commits.publish(head.position)
+        let commits = CommitNotifier(position: ledger.head.position)
+        let writer = GroupCommitWriter(ledger: ledger, logger: logger, maxGroupEvents: configuration.maxGroupEvents,
+                                       threads: configuration.writerThreads) { events, requests, seconds in
+            let status = ledger.status()
+            metrics.committed(events: events, requests: requests, seconds: seconds, status: status)
+            commits.publish(status.head.position)
         }
         let pool = NIOThreadPool(numberOfThreads: configuration.readThreads)
         context = ServerContext(ledger: ledger, writer: writer, readPool: pool, configuration: configuration,
@@ -60,12 +58,15 @@ public final class LedgerServer: Sendable {
         try LedgerServer.prepareSocketPath(path)
         let staging = path + ".new"
         unlink(staging)
+        try context.ledger.prepareToAppend()
         context.readPool.start()
         context.writer.start()
         let ctx = context
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
+            // Two reads per connection per turn of the event loop: a client sending large appends
+            // does not hold back the others' requests (a `status` among them) for long.
+            .childChannelOption(.maxMessagesPerRead, value: 2)
             .childChannelOption(.autoRead, value: true)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [self] channel in
@@ -92,10 +93,10 @@ public final class LedgerServer: Sendable {
             state.withLock { $0.metricsServer = m }
             context.logger.info("metrics served", metadata: ["address": "http://\(context.configuration.metricsAddress)/metrics"])
         }
-        let head = try context.ledger.head()
-        let info = context.ledger.environment.info()
-        context.metrics.started(head: head.position, lag: context.ledger.eventsSinceCheckpoint, map: (info.mapSize, info.usedBytes))
-        context.logger.info("ledgerd ready", metadata: ["socket": "\(path)", "head": "\(head.position)"])
+        let status = context.ledger.status()
+        context.metrics.started(status)
+        context.logger.info("ledgerd ready", metadata: ["socket": "\(path)", "head": "\(status.head.position)",
+                                                         "projections_position": "\(status.projectionsPosition)"])
     }
 
     /// Waits until the server socket is closed (by `shutdown`).
@@ -133,7 +134,7 @@ public final class LedgerServer: Sendable {
         unlink(context.configuration.socket)
         try? await context.readPool.shutdownGracefully()
         try? await group.shutdownGracefully()
-        context.logger.info("ledgerd stopped", metadata: ["head": "\((try? context.ledger.head().position) ?? 0)"])
+        context.logger.info("ledgerd stopped", metadata: ["head": "\(context.ledger.head.position)"])
     }
 
     private func track(_ channel: any Channel) {

@@ -1,5 +1,4 @@
 public import LedgerCore
-import LMDBKit
 public import LedgerStore
 public import Logging
 import NIOCore
@@ -41,24 +40,26 @@ public final class ServerMetrics: Sendable {
         Counter(label: "ledger_rejected_requests_total", dimensions: [("code", code.rawValue)]).increment()
     }
 
-    func committed(events: Int, requests: Int, seconds: Double, head: UInt64, lag: UInt64, map: (size: Int, used: Int)) {
+    func committed(events: Int, requests: Int, seconds: Double, status: LedgerStatus) {
         commitTotals.withLock { $0.commits += 1; $0.events += events }
         appendedCounter.increment(by: events)
         commitsCounter.increment()
         commitEvents.record(events)
         commitRequests.record(requests)
         commitSeconds.recordNanoseconds(Int64(seconds * 1e9))
-        headGauge.record(Int64(head))
-        lagGauge.record(Int64(lag))  // events after the last checkpoint
-        mapUsedGauge.record(map.used)
-        mapSizeGauge.record(map.size)
+        record(status)
     }
 
-    func started(head: UInt64, lag: UInt64, map: (size: Int, used: Int)) {
-        headGauge.record(Int64(head))
-        lagGauge.record(Int64(lag))
-        mapUsedGauge.record(map.used)
-        mapSizeGauge.record(map.size)
+    /// The gauges that follow the ledger: head, projections' lag, map.
+    func record(_ status: LedgerStatus) {
+        headGauge.record(Int64(status.head.position))
+        lagGauge.record(Int64(status.head.position - status.projectionsPosition))  // events after the stored projections
+        mapUsedGauge.record(status.mapUsed)
+        mapSizeGauge.record(status.mapSize)
+    }
+
+    func started(_ status: LedgerStatus) {
+        record(status)
         connectionsGauge.record(0)
         subscribersGauge.record(0)
     }
@@ -118,22 +119,22 @@ public final class ServerContext: Sendable {
         self.access = access
     }
 
-    /// The `status` response.
-    func status() throws -> [UInt8] {
-        let head = try ledger.head()
-        let info = ledger.environment.info()
+    /// The `status` response, from the ledger's published snapshot.
+    func status() -> [UInt8] {
+        let status = ledger.status()
         let commits = metrics.commits
         return Response.ok(JSONObject([
-            ("head", .int(Int64(head.position))),
-            ("head_hash", .string(head.hashHex)),
+            ("head", .int(Int64(status.head.position))),
+            ("head_hash", .string(status.head.hashHex)),
+            ("projections_position", .int(Int64(status.projectionsPosition))),
+            ("role", .string("primary")),
             ("version", .string(LedgerServer.version)),
-            ("map_size_bytes", .int(Int64(info.mapSize))),
-            ("map_used_bytes", .int(Int64(info.usedBytes))),
+            ("map_size_bytes", .int(Int64(status.mapSize))),
+            ("map_used_bytes", .int(Int64(status.mapUsed))),
             ("connections", .int(Int64(metrics.openConnections))),
             ("subscribers", .int(Int64(metrics.openSubscribers))),
             ("commits", .int(Int64(commits.commits))),
             ("events_appended", .int(Int64(commits.events))),
-            ("checkpoint", .int(Int64(try ledger.checkpointPosition()))),
         ]))
     }
 }

@@ -14,19 +14,19 @@ public final class DirectoryLock: Sendable {
     /// - Throws: `StoreError` when another process holds it, naming that process.
     public init(directory: String) throws(StoreError) {
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            throw StoreError("cannot create the data directory \(directory): \(String(cString: strerror(errno)))")
+            throw StoreError(.io, "cannot create the data directory \(directory): \(String(cString: strerror(errno)))")
         }
         path = directory + "/ledgerd.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw StoreError("cannot open \(path): \(String(cString: strerror(errno)))")
+            throw StoreError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
         }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             var buf = [UInt8](repeating: 0, count: 32)
             let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 31, 0) }
             let owner = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).filter(\.isNumber) : "?"
             close(fd)
-            throw StoreError("another ledgerd (pid \(owner)) is using the data directory \(directory); stop it first or choose another --data-dir")
+            throw StoreError(.locked, "another ledgerd (pid \(owner)) is using the data directory \(directory); stop it first or choose another --data-dir")
         }
         ftruncate(fd, 0)
         let pid = Array("\(getpid())\n".utf8)

@@ -11,28 +11,26 @@ public enum Dump {
     /// - Returns: the names written, manifest last.
     /// - Throws: `StoreError` naming the file that could not be written.
     @discardableResult
-    public static func write(_ report: JSONObject, pathwaysByOffice: JSONObject? = nil, to directory: String, minCell: Int,
-                             html: Bool, generator: String) throws -> [String] {
+    public static func write(_ report: Report, to directory: String, html: Bool, generator: String) throws -> [String] {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw StoreError("cannot create the output directory \(directory): \(error.localizedDescription)")
+            throw StoreError(.io, "cannot create the output directory \(directory): \(error.localizedDescription)")
         }
-        var files = ReportFiles.render(report, pathwaysByOffice: pathwaysByOffice)
-        if html {
-            files.append(("report.html", Array(ReportHTML.render(report, pathwaysByOffice: pathwaysByOffice, minCell: minCell).utf8)))
-        }
+        var files = ReportFiles.render(report)
+        if html { files.append(("report.html", Array(ReportHTML.render(report).utf8))) }
         var hashes: [(key: String, value: JSONValue)] = []
         for f in files {
             try save(f.bytes, directory + "/" + f.name)
             hashes.append((f.name, .string(Hex.string(Array(SHA256.hash(data: f.bytes))))))
         }
+        let json = report.json
         let manifest = JSONObject([
-            ("position", report["position"] ?? .null),
-            ("head_hash", report["head_hash"] ?? .null),
-            ("as_of", report["as_of"] ?? .null),
-            ("window", report["window"] ?? .null),
-            ("min_cell", minCell > 1 ? .int(Int64(minCell)) : .null),
+            ("position", json["position"] ?? .null),
+            ("head_hash", json["head_hash"] ?? .null),
+            ("as_of", json["as_of"] ?? .null),
+            ("window", json["window"] ?? .null),
+            ("min_cell", report.minCell > 1 ? .int(Int64(report.minCell)) : .null),
             ("generated_by", .string(generator)),
             ("generated_at", .string(Timestamp.now().description)),
             ("files", .object(JSONObject(hashes))),
@@ -46,10 +44,10 @@ public enum Dump {
     static func save(_ bytes: [UInt8], _ path: String) throws {
         let tmp = path + ".tmp"
         guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
-            throw StoreError("cannot write \(tmp)")
+            throw StoreError(.io, "cannot write \(tmp)")
         }
         guard rename(tmp, path) == 0 else {
-            throw StoreError("cannot rename \(tmp) to \(path)")
+            throw StoreError(.io, "cannot rename \(tmp) to \(path)")
         }
     }
 }

@@ -34,31 +34,34 @@ public struct StoredEvent: Sendable, Equatable {
 
     /// The facts stored in an `events` value, or nil.
     static func facts(in v: UnsafeRawBufferPointer) -> EventFacts? {
+        factsBytes(in: v).flatMap { EventFacts.decode($0) }
+    }
+
+    /// The bytes of the facts in an `events` value, where they are, or nil.
+    static func factsBytes(in v: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
         guard let offset = canonicalOffset(v) else { return nil }
-        return EventFacts.decode(UnsafeRawBufferPointer(rebasing: v[33..<offset]))
+        return UnsafeRawBufferPointer(rebasing: v[33..<offset])
     }
 
     /// Appends the `events` value of an accepted event to `out`: C_N is built in place after the
-    /// facts, and `SHA-256(previous ‖ C_N)` written in front (`out[start..<start + 32]` after).
+    /// facts, and `SHA-256(previous ‖ C_N)` written in front (`out[start..<start + 32]` after),
+    /// where `previous` is the hash at `out[previousAt..<previousAt + 32]`.
     /// - Parameter casePrevious: the position of the case's previous event (0 for its first).
-    /// - Parameter event: read in place (passed by value, an event would be copied, which retains
-    ///   each of its strings and its bytes).
-    static func appendValue(to out: inout [UInt8], previous: [UInt8], event: UnsafePointer<Event>, casePrevious: UInt64,
+    static func appendValue(to out: inout [UInt8], previousAt: Int, event: borrowing Event, casePrevious: UInt64,
                             position: UInt64, recordTail: [UInt8]) {
         let start = out.count  // (no reserveCapacity here: on a growing buffer it would copy it each time)
-        out.append(contentsOf: previous)  // replaced by the new hash below
-        out.append(0)
-        event.pointee.facts.encode(into: &out, previous: casePrevious)
+        out.append(contentsOf: repeatElement(0, count: 33))  // the hash, then the facts' length
+        event.facts.encode(into: &out, previous: casePrevious)
         out[start + 32] = UInt8(out.count - start - 33)
         let c = out.count
         out.append(contentsOf: eventPrefix)
-        event.pointee.canonical.withUnsafeBytes { out.append(contentsOf: $0) }
+        event.canonical.withUnsafeBytes { out.append(contentsOf: $0) }
         out.append(contentsOf: positionMarker)
         CanonicalJSON.appendDecimal(position, to: &out)
         out.append(contentsOf: recordTail)
         out.withUnsafeMutableBytes { b in
             var sha = SHA256()
-            sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[start..<(start + 32)]))
+            sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[previousAt..<(previousAt + 32)]))
             sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[c...]))
             sha.finalize().withUnsafeBytes { d in (b.baseAddress! + start).copyMemory(from: d.baseAddress!, byteCount: 32) }
         }

@@ -23,6 +23,12 @@ extension Ledger {
     /// writing meanwhile; the check covers the head as of its last chunk.
     /// - Parameter progress: called now and then with the events checked so far and the head.
     public func verify(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws -> VerifyReport {
+        do { return try verifyChecked(progress: progress) } catch {
+            throw StoreError.wrap(error, "verifying the ledger", directory: directory)
+        }
+    }
+
+    private func verifyChecked(progress: (UInt64, UInt64) -> Void) throws -> VerifyReport {
         var report = VerifyReport()
         var prev = Head.empty
         var expected: UInt64 = 1
@@ -32,32 +38,34 @@ extension Ledger {
             report.problem = (p, m)
             return report
         }
-        // The id filters stored with the checkpoint: a filter that missed a stored id would let
-        // that id be appended again as new.
-        let storedFilters = try environment.read { txn in try readStoredIDFilters(txn) }
         var rounds = 0
         while true {
             rounds += 1
-            let target = try head()
+            let target = try storedHead()
             while true {
-                // One snapshot per chunk: each event, its stored facts and where the id index puts
-                // its id. The index holds the ids up to the checkpoint; the later ones are
-                // replayed from the log.
-                let (checkpoint, rows): (UInt64, [(event: StoredEvent, facts: EventFacts?, indexed: UInt64?)]) =
+                // One snapshot per chunk: each event, its stored facts and whether the id index lists
+                // its position under its id's hash, in the run that covers it. The index holds the
+                // ids up to `indexed`; the later ones are replayed from the log.
+                let (indexedTo, rows): (UInt64, [(event: StoredEvent, facts: EventFacts?, indexed: Bool)]) =
                     try environment.read { txn in
-                        var rows: [(event: StoredEvent, facts: EventFacts?, indexed: UInt64?)] = []
+                        var rows: [(event: StoredEvent, facts: EventFacts?, indexed: Bool)] = []
                         let runs = try idRunStarts(txn)
-                        try txn.scan(events, from: expected) { key, value in
-                            guard let e = Ledger.decodeEvent(key: key, value: value) else { return false }
-                            let facts = StoredEvent.facts(in: value)
-                            // Its id is in the run that covers its position (`IDIndex`).
-                            let indexed = try facts.flatMap { f in
-                                try Ledger.run(of: e.position, in: runs).flatMap { try storedPosition(ofID: f.id, run: $0, txn: txn) }
+                        try txn.scan(layout.events, from: expected) { key, value in
+                            guard let position = Layout.decodeUInt64(key) else { return false }
+                            guard let e = StoredEvent(position: position, value: value) else {
+                                rows.append((StoredEvent(position: position, hash: [], canonical: []), nil, false))
+                                return false
                             }
+                            let facts = StoredEvent.facts(in: value)
+                            let indexed = try facts.map { f in
+                                try Ledger.run(of: position, in: runs).map {
+                                    try storedPositions(run: $0, hash: keyHash(f.id, seed: idSeed), txn: txn).contains(position)
+                                } ?? false
+                            } ?? false
                             rows.append((e, facts, indexed))
                             return rows.count < 4096
                         }
-                        return (try storedCheckpoint(txn), rows)
+                        return (try txn.get(layout.meta, key: Layout.MetaKey.indexed.key).flatMap(Layout.decodeUInt64) ?? 0, rows)
                     }
                 if rows.isEmpty { break }
                 for k in rows.indices {
@@ -107,16 +115,8 @@ extension Ledger {
                         }
                         return fail(e.position, "the event's stored facts (what replays read) differ from its JSON")
                     }
-                    // Past the checkpoint an id is indexed only by a checkpoint being written
-                    // in chunks, and then at its own position.
-                    guard (e.position > checkpoint && rows[k].indexed == nil) || rows[k].indexed == e.position else {
-                        return fail(e.position, "the id index maps \"\(event.id)\" to \(rows[k].indexed.map(String.init) ?? "nothing"), not to \(e.position)")
-                    }
-                    if let f = storedFilters, let all = f.all, e.position <= all.position {
-                        let h = keyHash(event.id)
-                        guard all.filter.mayContain(hash: h), f.run(of: e.position)?.mayContain(hash: h) ?? true else {
-                            return fail(e.position, "the stored filter of event ids misses \"\(event.id)\", so it could be appended again; run `ledgerctl replay` (daemon stopped), which rebuilds the filters")
-                        }
+                    guard e.position > indexedTo || rows[k].indexed else {
+                        return fail(e.position, "the id index does not list position \(e.position) under the id \"\(event.id)\", so the id could be appended again; run `ledgerctl replay`")
                     }
                     do { try replay.apply(event) } catch {
                         return fail(e.position, "the event breaks the case rules: \(error.message)")
@@ -129,7 +129,7 @@ extension Ledger {
                 progress(report.checked, max(target.position, report.checked))
             }
             report.head = prev
-            let stored = try head()
+            let stored = try storedHead()
             if stored.position > prev.position {
                 // Appended meanwhile by a running daemon? Then check on; else the log was cut.
                 if rounds < 100, try event(at: prev.position + 1) != nil { continue }
@@ -141,19 +141,30 @@ extension Ledger {
             if stored.hash != prev.hash {
                 return fail(stored.position, "the stored head hash \(stored.hashHex) differs from the recomputed \(prev.hashHex)")
             }
-            let (idCount, checkpoint, pending) = try environment.read { txn in
-                (try txn.count(ids), try storedCheckpoint(txn), try storedPending(txn)?.position)
+            let (idCount, indexed) = try environment.read { txn in
+                var n = 0
+                try txn.scan(layout.ids, from: nil) { _, value in
+                    n += value.count / 8
+                    return true
+                }
+                return (n, try txn.get(layout.meta, key: Layout.MetaKey.indexed.key).flatMap(Layout.decodeUInt64) ?? 0)
             }
-            // Every id up to the checkpoint, and perhaps some of a checkpoint being written.
-            if idCount < Int(checkpoint) || idCount > Int(max(pending ?? 0, checkpoint)) {
-                return fail(prev.position, "the id index holds \(idCount) ids for the \(checkpoint) events up to the checkpoint"
-                            + (pending.map { " (\($0) with the checkpoint being written)" } ?? ""))
+            if idCount != Int(indexed) {
+                return fail(prev.position, "the id index holds \(idCount) positions for the \(indexed) events it covers; run `ledgerctl replay`")
             }
+            try refresh()  // a reader: what the daemon committed since it opened
             if let problem = try compareProjections(with: replay, head: prev, lastPositions: lastPositions) {
                 if problem.hasPrefix("the head moved"), rounds < 100 { continue }
                 return fail(prev.position, "projections: \(problem)")
             }
             return report
         }
+    }
+}
+
+extension Ledger {
+    /// The head as stored now (the daemon may have appended since this process published its snapshot).
+    func storedHead() throws -> Head {
+        try environment.read { txn in try txn.get(layout.meta, key: Layout.MetaKey.head.key).flatMap(Layout.decodeHead) ?? .empty }
     }
 }

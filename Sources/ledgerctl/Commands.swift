@@ -58,7 +58,7 @@ struct Export: ParsableCommand {
     func run() throws {
         try reporting {
             let ledger = try data.open()
-            let head = try ledger.head()
+            let head = ledger.head
             let last = min(to ?? head.position, head.position)
             let progress = Progress("export")
             var out = Output()

@@ -17,11 +17,10 @@ struct Ledgerctl: ParsableCommand {
             2 usage error.
             """,
         version: "0.1.0",
-        subcommands: [Status.self, Import.self, Export.self, Tail.self, Verify.self, Replay.self, Dump.self, Backup.self])
+        subcommands: [Status.self, Import.self, Export.self, Tail.self, Verify.self, Replay.self, Dump.self, Backup.self, Upgrade.self])
 
     /// Runs the command; usage errors exit 2 (the contract's code) instead of 64.
     static func main() {
-        Allocator.configureForWriter()
         // A parent may have left SIGINT/SIGTERM blocked (some test runners do): a command that runs
         // until interrupted (tail) must still stop on them.
         var unblock = sigset_t()

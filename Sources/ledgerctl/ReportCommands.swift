@@ -9,10 +9,11 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rebuild every projection from the log.",
         discussion: """
-            Recomputes the case states, the case index, the report's counters and duration samples from \
-            the events, in one write transaction (a crash leaves the old projections, marked for rebuild), \
-            and says whether the result differs from what was kept while ingesting (exit 1 if it did). \
-            Takes the data directory's lock: stop ledgerd first. The window is the one stored in the ledger.
+            Recomputes the case states, the report's counters and duration samples from the events, the \
+            same way ledgerd keeps them while ingesting, writes them in place of the stored ones, and says \
+            whether the result differs from what was kept while ingesting (exit 1 if it did). A crash on the \
+            way leaves projections that the next start completes. Takes the data directory's lock: stop \
+            ledgerd first. The window is the one stored in the ledger.
             """)
 
     @OptionGroup var data: DataDirOptions
@@ -24,19 +25,17 @@ struct Replay: ParsableCommand {
                 throw Failure("\(error); replay rewrites the projections, so it needs the daemon stopped")
             }
             defer { withExtendedLifetime(lock) {} }
-            let progress = Progress("replay")
-            var options = Ledger.Options()
-            options.rebuildProgress = { done, total in progress.update(done, of: total) }
             let ledger: Ledger
-            do { ledger = try Ledger(directory: data.dataDir, options: options) } catch {
+            do { ledger = try Ledger(directory: data.dataDir, options: Ledger.Options()) } catch {
                 throw Failure("\(error)")
             }
-            let before = try ledger.currentProjections()
+            let before = try ledger.projections()
+            let progress = Progress("replay")
             let started = Progress.now()
             try ledger.rebuildProjections { done, total in progress.update(done, of: total) }
             let seconds = Progress.now() - started
             progress.finish()
-            let after = try ledger.currentProjections()
+            let after = try ledger.projections()
             let n = after.head.position
             print("replay: \(n) events in \(String(format2: seconds)) s (\(Int(Double(n) / max(seconds, 1e-9))) events/s); projections at position \(n), head \(after.head.hashHex)")
             if before == after {
@@ -45,6 +44,56 @@ struct Replay: ParsableCommand {
                 print("replay: the rebuilt projections DIFFER from the ones that were stored (now replaced); run `ledgerctl verify` and keep the log for analysis")
                 throw ExitCode(1)
             }
+        }
+    }
+}
+
+struct Upgrade: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Upgrade a data directory of an earlier format, keeping the old one.",
+        discussion: """
+            Writes the ledger again in this program's format beside the old one (DIR.upgrading): every \
+            event copied as it is (positions, recorded_at and hashes unchanged), the id index and the \
+            projections rebuilt, the result verified. Then DIR is renamed DIR.format4 (kept as it was) and \
+            the new ledger takes its place. Takes the data directory's lock: stop ledgerd first. Needs free \
+            disk space about the size of data.mdb.
+            """)
+
+    @OptionGroup var data: DataDirOptions
+
+    func run() throws {
+        try reporting {
+            let format: UInt64?
+            do { format = try Ledger.storedFormat(directory: data.dataDir) } catch { throw Failure("\(error)") }
+            guard let format else { throw Failure("\(data.dataDir) holds no ledger; check --data-dir") }
+            if format == Ledger.currentFormat {
+                print("upgrade: \(data.dataDir) is already of format \(format); nothing to do")
+                return
+            }
+            var lock: DirectoryLock? = nil
+            do { lock = try DirectoryLock(directory: data.dataDir) } catch {
+                throw Failure("\(error); the upgrade rewrites the ledger, so it needs the daemon stopped")
+            }
+            var progress: Progress?
+            var stage = ""
+            let result: (events: UInt64, kept: String)
+            do {
+                result = try Ledger.upgrade(directory: data.dataDir) { what, done, total in
+                    if what != stage {
+                        progress?.finish()
+                        stage = what
+                        progress = Progress("upgrade: \(what)")
+                    }
+                    progress?.update(done, of: total)
+                }
+            } catch {
+                throw Failure("\(error)")
+            }
+            progress?.finish()
+            lock = nil
+            _ = lock
+            print("upgrade: \(data.dataDir) is now of format \(Ledger.currentFormat), \(result.events) events, verified")
+            print("upgrade: the old ledger is kept in \(result.kept); remove it once the new one serves as it should")
         }
     }
 }
@@ -90,22 +139,12 @@ struct Dump: ParsableCommand {
         try reporting {
             let ledger = try data.open()
             let cut = asOf.flatMap(Dump.parseCut)
-            let result: (report: JSONObject, pathwaysByOffice: JSONObject)
-            if let cut {
-                let progress = Progress("replay to \(cut)")
-                let r = try ledger.replayReport(asOf: cut) { done, total in progress.update(done, of: total) }
-                progress.finish()
-                result = (r.report, PilotReport.pathwaysByOffice(counters: r.replay.counters.nonZero))
-            } else {
-                result = try ledger.reportWithExtras()
-            }
-            let report = result.report
-            let files = try LedgerStore.Dump.write(PilotReport.suppress(report, minCell: minCell),
-                                                   pathwaysByOffice: PilotReport.suppressAll(result.pathwaysByOffice, minCell: minCell),
-                                                   to: out, minCell: minCell, html: html,
+            let progress = Progress(cut.map { "replay to \($0)" } ?? "report")
+            let report = try ledger.report(asOf: cut) { done, total in progress.update(done, of: total) }
+            progress.finish()
+            let files = try LedgerStore.Dump.write(report.suppressed(minCell: minCell), to: out, html: html,
                                                    generator: "ledgerctl \(Ledgerctl.configuration.version)")
-            let position: Int64 = report["position"].flatMap { if case .int(let n) = $0 { n } else { nil } } ?? 0
-            print("dump: \(files.count) files in \(out) at position \(position)\(cut.map { ", as of \($0)" } ?? "")\(minCell > 1 ? ", cells under \(minCell) suppressed" : "")")
+            print("dump: \(files.count) files in \(out) at position \(report.position)\(cut.map { ", as of \($0)" } ?? "")\(minCell > 1 ? ", cells under \(minCell) suppressed" : "")")
             for f in files { print("  \(out)/\(f)") }
         }
     }

@@ -55,7 +55,6 @@ struct Ledgerd: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
-        let allocator = Allocator.configureForWriter()
         var settings = Configuration()
         let env = ProcessInfo.processInfo.environment
         let file = config ?? env["LEDGERD_CONFIG"] ?? (FileManager.default.fileExists(atPath: "Config/ledgerd.toml") ? "Config/ledgerd.toml" : nil)
@@ -76,15 +75,6 @@ struct Ledgerd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "ledgerd")
-        switch allocator {
-        case .applied:
-            logger.debug("glibc malloc: mmap threshold and trim threshold set", metadata: [
-                "mmap_threshold": "\(Allocator.mmapThreshold)", "trim_threshold": "\(Allocator.trimThreshold)"])
-        case .keptOperatorSetting(let name):
-            logger.info("glibc malloc: the environment sets it, left as it is", metadata: ["variable": "\(name)"])
-        case .unavailable:
-            logger.debug("glibc malloc: mallopt not available, allocator left as it is")
-        }
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets["ledger_commit_seconds"] = [
@@ -104,9 +94,9 @@ struct Ledgerd: AsyncParsableCommand {
             var options = Ledger.Options()
             options.initialMapSize = settings.initialMapSizeMiB << 20
             options.maxMapSize = max(settings.maxMapSizeGiB << 30, options.initialMapSize)
+            options.create = true
             options.checkpointEvents = settings.checkpointEvents
-            options.checkpointChunkKeys = settings.checkpointChunkKeys
-            options.caseCacheEntries = settings.caseCacheEntries
+            options.checkpointSeconds = Double(settings.checkpointSeconds)
             options.window = try settings.window()
             options.rebuildProgress = { done, total in
                 if done == total || done % 100_000 == 0 {

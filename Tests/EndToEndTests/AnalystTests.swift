@@ -12,6 +12,47 @@ struct AnalystTests {
         events.map { String(decoding: $0.canonical, as: UTF8.self) }.joined(separator: "\n") + "\n"
     }
 
+    /// `ledgerctl dump --data-dir` beside a running daemon gives the daemon's own `report`: right
+    /// after an import (the reader applies the events after the stored projections itself) and once
+    /// the daemon has checkpointed (nothing to apply).
+    @Test func dumpBesideTheDaemonEqualsTheReportOp() throws {
+        let dir = TemporaryDirectory()
+        let data = dir.file("data"), sock = dir.file("s.sock")
+        let events = RandomHistory.events(seed: 12, cases: 300)
+        let file = dir.file("history.ndjson")
+        try ndjson(events).write(toFile: file, atomically: true, encoding: .utf8)
+        let config = dir.file("ledgerd.toml")
+        try "checkpoint_seconds = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try DaemonProcess(dataDir: data, socketPath: sock, extra: ["--config", config])
+        defer { daemon.stop() }
+        let ctl = Executables.path("ledgerctl")
+        #expect(try run(ctl, ["import", file, "--socket", sock]).status == 0)
+        let client = try LedgerClient(path: sock)
+        func reportOp() throws -> [UInt8] {
+            guard case .object(let r)? = try client.request(#"{"op":"report"}"#)["report"] else { throw Unexpected("no report") }
+            return CanonicalJSON.encode(.object(r))
+        }
+        func dumped(_ name: String) throws -> [UInt8] {
+            let out = dir.file(name)
+            let dump = try run(ctl, ["dump", "--data-dir", data, "--out", out])
+            #expect(dump.status == 0, "\(dump.stderr)")
+            let bytes = try #require(FileManager.default.contents(atPath: out + "/report.json"))
+            return CanonicalJSON.encode(try JSONParser.parse([UInt8](bytes)))
+        }
+        let before = try client.request(#"{"op":"status"}"#)
+        #expect(before["head"] == .int(Int64(events.count)))
+        #expect(try dumped("early") == (try reportOp()))
+        var stored: JSONValue? = before["projections_position"]
+        for _ in 0..<50 where stored != .int(Int64(events.count)) {
+            Thread.sleep(forTimeInterval: 0.1)
+            stored = try client.request(#"{"op":"status"}"#)["projections_position"]
+        }
+        #expect(stored == .int(Int64(events.count)), "the daemon did not checkpoint within 5 s")
+        #expect(try dumped("late") == (try reportOp()))
+        let verify = try run(ctl, ["verify", "--data-dir", data])
+        #expect(verify.status == 0, "\(verify.stdout)")
+    }
+
     @Test func importTwiceDumpReplayVerify() throws {
         let dir = TemporaryDirectory()
         let data = dir.file("data"), sock = dir.file("s.sock")
@@ -140,3 +181,8 @@ struct AnalystTests {
     }
 }
 
+
+struct Unexpected: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}

@@ -73,10 +73,9 @@ struct CrashTests {
         let data = dir.file("data"), sock = dir.file("s.sock")
         let book = Ledgerbook()
         var rng = SeededRandom(seed: UInt64(Date().timeIntervalSince1970))
-        // Checkpoints every 500 events, in chunks of about 40 cases and ids: kills land before,
-        // during and after them too.
+        // Checkpoints every 500 events and every second: kills land before, during and after them too.
         let config = dir.file("ledgerd.toml")
-        try "checkpoint_events = 500\ncheckpoint_chunk_keys = 40\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "checkpoint_events = 500\ncheckpoint_seconds = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
         for round in 0..<Self.rounds {
             let d = try DaemonProcess(dataDir: data, socketPath: sock, extra: ["--config", config])
             let group = DispatchGroup()

@@ -1,88 +1,50 @@
+import Foundation
 import LedgerCore
-import LedgerStore
+@testable import LedgerStore
 import LedgerTestSupport
 import LMDBKit
 import Testing
 
-/// The `ids` index in runs (format 3): the upgrade from format 2, and what `verify` checks.
+/// The `ids` index in runs keyed by the id's hash, the hash it records, and the upgrade of a
+/// ledger of format 4 (ids keyed by their text) written by the previous release.
 @Suite("The id index")
 struct IDIndexTests {
-    /// The key of the filter of all ids in `filters` (the runs' are their starts).
-    static let allKey = [UInt8](repeating: 0, count: 8)
-
-    /// A ledger of `events`, checkpointed, in a new directory; returns its path and report.
-    static func ledger(_ events: [Event], in dir: TemporaryDirectory) throws -> (String, JSONObject) {
+    /// A ledger of `events`, checkpointed every 37 events, in a new directory; returns its path.
+    static func ledger(_ events: [Event], in dir: TemporaryDirectory) throws -> String {
         let path = dir.file("data")
-        let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
+        let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37))
         CheckpointTests.appendAll(events, to: ledger, seed: 5)
         try ledger.checkpoint()
-        return (path, try ledger.report())
+        return path
     }
 
-    /// Rewrites the ledger at `path` as format 2 wrote it: the ids index keyed by the id alone.
-    static func downgradeToFormat2(_ path: String) throws {
-        let env = try Environment(path: path)
-        let meta = try env.openDatabase("meta", create: false)
-        let ids = try env.openDatabase("ids", create: false)
-        try env.write { txn in
-            var entries: [([UInt8], [UInt8])] = []
-            try txn.scan(ids, from: nil) { key, value in
-                entries.append((Array(key[8...]), Array(value)))
-                return true
-            }
-            try txn.clear(ids)
-            for (k, v) in entries { try txn.put(ids, key: k, value: v) }
-            try txn.put(meta, key: Array("format".utf8), value: [0, 0, 0, 0, 0, 0, 0, 2])
+    static func expectIDsFound(_ ledger: Ledger, _ events: [Event]) throws {
+        let again = ledger.append([events])
+        #expect(try again[0].get().allSatisfy(\.duplicate), "every id is found again")
+        #expect(try again[0].get().map(\.position) == Array(1...UInt64(events.count)))
+        let other = try TestEvents.event(id: events[5].id, caseID: "C-other", at: "2023-08-01T00:00:00Z")
+        guard case .failure(let e) = ledger.append([[other]])[0] else {
+            Issue.record("a conflicting id was accepted")
+            return
         }
+        #expect(e.code == .idConflict)
     }
 
-    static func format(_ path: String) throws -> [UInt8]? {
-        let env = try Environment(path: path)
-        let meta = try env.openDatabase("meta", create: false)
-        return try env.read { try $0.get(meta, key: Array("format".utf8)) }
-    }
-
-    @Test("a ledger of format 2 is refused by readers and upgraded in place by a writer",
-          arguments: [false, true])
-    func upgradeFromFormat2(randomIDs: Bool) throws {
-        let events = RandomHistory.events(seed: 31, cases: 80, randomIDs: randomIDs)
+    /// Ids in many runs, reopened (the filters are built again from the keys): every id is found.
+    @Test(arguments: [false, true])
+    func idsAreFoundAcrossRunsAndReopens(randomIDs: Bool) throws {
+        let events = RandomHistory.events(seed: 30, cases: 100, randomIDs: randomIDs)
         let dir = TemporaryDirectory()
-        let (path, expected) = try Self.ledger(events, in: dir)
-        try Self.downgradeToFormat2(path)
-
-        var readOnly = CheckpointTests.options(every: 37, readOnly: true)
-        readOnly.readOnly = true
-        do {
-            _ = try Ledger(directory: path, options: readOnly)
-            Issue.record("a reader opened a ledger of format 2")
-        } catch {
-            #expect("\(error)".contains("format is version 2") && "\(error)".contains("start ledgerd"), "\(error)")
-        }
-
-        do {
-            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
-            #expect(try ledger.report() == expected)
-            let again = ledger.append([events])
-            #expect(try again[0].get().allSatisfy(\.duplicate), "every id is found again after the upgrade")
-            #expect(try again[0].get().map(\.position) == Array(1...UInt64(events.count)))
-            let other = try TestEvents.event(id: events[3].id, caseID: "C-other", at: "2023-08-01T00:00:00Z")
-            guard case .failure(let e) = ledger.append([[other]])[0] else {
-                Issue.record("a conflicting id was accepted after the upgrade")
-                return
-            }
-            #expect(e.code == .idConflict)
-            let verify = try ledger.verify()
-            #expect(verify.ok, "\(String(describing: verify.problem))")
-        }
-        #expect(try Self.format(path) == [0, 0, 0, 0, 0, 0, 0, 4])
-        let reader = try Ledger(directory: path, options: readOnly)
-        #expect(try reader.verify().ok)
+        let path = try Self.ledger(events, in: dir)
+        let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37))
+        try Self.expectIDsFound(ledger, events)
+        #expect(try ledger.verify().ok)
     }
 
-    @Test func verifyFindsAnIdMappedToAnotherPosition() throws {
+    @Test func verifyFindsAnIndexThatMissesAnID() throws {
         let events = RandomHistory.events(seed: 32, cases: 40, randomIDs: true)
         let dir = TemporaryDirectory()
-        let (path, _) = try Self.ledger(events, in: dir)
+        let path = try Self.ledger(events, in: dir)
         do {
             let env = try Environment(path: path)
             let ids = try env.openDatabase("ids", create: false)
@@ -100,139 +62,112 @@ struct IDIndexTests {
         let reader = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true))
         let verify = try reader.verify()
         #expect(!verify.ok)
-        #expect(verify.problem?.message.contains("the id index maps") == true, "\(String(describing: verify.problem))")
+        #expect(verify.problem?.message.contains("does not list position") == true, "\(String(describing: verify.problem))")
     }
 
-    /// The entries of the `filters` database: the filter of all ids (key 0) and one per run.
-    static func storedFilters(_ path: String) throws -> [[UInt8]: [UInt8]] {
-        let env = try Environment(path: path)
-        let filters = try env.openDatabase("filters", create: false)
-        return try env.read { txn in
-            var out: [[UInt8]: [UInt8]] = [:]
-            try txn.scan(filters, from: nil) { key, value in
-                out[Array(key)] = Array(value)
-                return true
+    /// `meta.id_hash` names the hash of the `ids` keys and holds a check value: a ledger whose index
+    /// was built with another function (or a program whose `keyHash` changed) is refused at open,
+    /// before an id could be looked up under the wrong keys and appended twice.
+    @Test(arguments: ["name", "check"])
+    func anotherIDHashIsDetected(what: String) throws {
+        let events = RandomHistory.events(seed: 33, cases: 10)
+        let dir = TemporaryDirectory()
+        let path = try Self.ledger(events, in: dir)
+        do {
+            let env = try Environment(path: path)
+            let meta = try env.openDatabase("meta", create: false)
+            try env.write { txn in
+                var value = try #require(try txn.get(meta, key: Array("id_hash".utf8)))
+                if what == "name" { value[value.count - 18] ^= 1 } else { value[value.count - 1] ^= 1 }
+                try txn.put(meta, key: Array("id_hash".utf8), value: value)
             }
-            return out
+        }
+        for readOnly in [false, true] {
+            #expect {
+                _ = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: readOnly))
+            } throws: { error in
+                guard let e = error as? StoreError else { return false }
+                return e.code == .wrongFormat && e.message.contains("another id hash") && e.message.contains(keyHashName)
+            }
         }
     }
 
-    static func putFilters(_ path: String, _ entries: [[UInt8]: [UInt8]]?) throws {
-        let env = try Environment(path: path)
-        let filters = try env.openDatabase("filters", create: false)
-        try env.write { txn in
-            try txn.clear(filters)
-            for (k, v) in entries ?? [:] { try txn.put(filters, key: k, value: v) }
+    /// Two ids of one run with the same hash: both positions are kept under the key, and each id is
+    /// confirmed by its event. (Real collisions of 64 bits cannot be made on purpose; the index's
+    /// parts are tested with a chosen hash.)
+    @Test func positionsThatShareAHash() throws {
+        var memtable = HashPositions(capacity: 4)
+        for p in 1...40 as ClosedRange<UInt64> { memtable.insert(hash: p % 3 == 0 ? 7 : p &* 0x9E37_79B9, position: p) }
+        var sevens: [UInt64] = []
+        _ = memtable.first(hash: 7) { p -> Bool? in sevens.append(p); return nil }
+        #expect(sevens.sorted() == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36, 39])
+        memtable.remove(hash: 7, position: 21)
+        memtable.remove(hash: 7, position: 3)
+        memtable.remove(hash: 1234, position: 1)  // absent: nothing happens
+        sevens = []
+        _ = memtable.first(hash: 7) { p -> Bool? in sevens.append(p); return nil }
+        #expect(sevens.sorted() == [6, 9, 12, 15, 18, 24, 27, 30, 33, 36, 39])
+        #expect(memtable.count == 38)
+        for p in 1...40 as ClosedRange<UInt64> where p % 3 != 0 {
+            #expect(memtable.first(hash: p &* 0x9E37_79B9) { $0 == p ? true : nil } == true, "position \(p) still found after removals")
+        }
+        let sorted = memtable.sorted
+        #expect(sorted.count == 38 && zip(sorted, sorted.dropFirst()).allSatisfy { $0.hash < $1.hash || ($0.hash == $1.hash && $0.position < $1.position) })
+
+        try withTemporaryLedger(options: CheckpointTests.options(every: 1000)) { ledger, _ in
+            try ledger.environment.write { txn in
+                try ledger.writeRun(start: 1, [(hash: 5, position: 1), (hash: 7, position: 2), (hash: 7, position: 9)], txn: txn)
+            }
+            let found = try ledger.environment.read { txn in
+                try [7, 5, 6].map { try ledger.storedPositions(run: 1, hash: $0, txn: txn) }
+            }
+            #expect(found == [[2, 9], [1], []])
         }
     }
 
-    /// Every id is still found after the reopen (duplicates, and a conflict for an old id).
-    static func expectIDsFound(_ ledger: Ledger, _ events: [Event]) throws {
-        let again = ledger.append([events])
-        #expect(try again[0].get().allSatisfy(\.duplicate), "every id is found again")
-        let other = try TestEvents.event(id: events[5].id, caseID: "C-other", at: "2023-08-01T00:00:00Z")
-        guard case .failure(let e) = ledger.append([[other]])[0] else {
-            Issue.record("a conflicting id was accepted")
-            return
-        }
-        #expect(e.code == .idConflict)
-    }
-
-    /// A clean shutdown just after a checkpoint that ends at the head (the last append made it due)
-    /// has no events to write, but still stores the filter of all ids, so the next open reads it.
-    @Test func aCheckpointAtTheHeadStillStoresTheFilterOfAllIDs() throws {
-        let events = RandomHistory.events(seed: 34, cases: 30)
+    /// A ledger of format 4 written by the previous release (`Tests/Fixtures/format4`: 775 events
+    /// with UUIDv4 ids, imported by that release's ledgerd): refused by this program with the
+    /// command to run, then upgraded with the old directory kept, to the same events, head hash and
+    /// report, with every id found.
+    @Test func upgradeFromFormat4() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/format4").path
         let dir = TemporaryDirectory()
         let path = dir.file("data")
-        do {
-            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: events.count))
-            _ = try ledger.append([events])[0].get()
-            #expect(try ledger.checkpointPosition() == UInt64(events.count), "the append made the checkpoint due")
-            try ledger.checkpoint()
-            try ledger.checkpoint()  // again: nothing more to store
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let gunzip = Process()
+        gunzip.executableURL = URL(fileURLWithPath: "/bin/sh")
+        gunzip.arguments = ["-c", "gunzip -c '\(fixtures)/data.mdb.gz' > '\(path)/data.mdb'"]
+        try gunzip.run()
+        gunzip.waitUntilExit()
+        #expect(gunzip.terminationStatus == 0)
+        let expected = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: fixtures + "/report.json"))))
+        let events = try String(contentsOfFile: fixtures + "/events.ndjson", encoding: .utf8)
+            .split(separator: "\n").map { try Event.validate(json: Array($0.utf8)) }
+
+        for readOnly in [false, true] {
+            #expect {
+                _ = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: readOnly))
+            } throws: { error in
+                guard let e = error as? StoreError else { return false }
+                return e.code == .wrongFormat && e.message.contains("ledgerctl upgrade --data-dir \(path)")
+            }
         }
-        let stored = try Self.storedFilters(path)
-        let all = try #require(stored[Self.allKey], "the filter of all ids is stored")
-        #expect(Array(all.prefix(8)) == withUnsafeBytes(of: UInt64(events.count).bigEndian) { Array($0) })
-        let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: events.count))
+        #expect(try Ledger.storedFormat(directory: path) == 4)
+        var stages: [String] = []
+        let result = try Ledger.upgrade(directory: path) { what, _, _ in if stages.last != what { stages.append(what) } }
+        #expect(result.events == 775)
+        #expect(result.kept == path + ".format4")
+        #expect(stages == ["copying events", "rebuilding the id index and the projections", "verifying"])
+        #expect(try Ledger.storedFormat(directory: result.kept) == 4, "the old ledger is kept as it was")
+        #expect(try Ledger.storedFormat(directory: path) == Ledger.currentFormat)
+
+        let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37))
+        #expect(ledger.head.hashHex == "2559fc47f3cc1f70d3f9e49c8840a74d733026c3eedc02828347154785754958")
+        #expect(CanonicalJSON.encode(.object(try ledger.report().json)) == CanonicalJSON.encode(expected),
+                "the report the previous release gave")
         try Self.expectIDsFound(ledger, events)
-        #expect(try Self.storedFilters(path) == stored, "the open read them and wrote nothing")
-    }
-
-    @Test("the id filters are stored with each checkpoint and read at open; missing ones are rebuilt and stored")
-    func filtersStoredWithCheckpoints() throws {
-        let events = RandomHistory.events(seed: 33, cases: 80, randomIDs: true)
-        let dir = TemporaryDirectory()
-        let (path, _) = try Self.ledger(events, in: dir)
-        let stored = try Self.storedFilters(path)
-        let verify = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true)).verify()
-        #expect(verify.ok, "\(String(describing: verify.problem))")
-        #expect(stored.count > 3, "the filter of all ids and one per run: \(stored.count) entries")
-        #expect(stored[Self.allKey].map { Array($0.prefix(8)) }
-                    == withUnsafeBytes(of: UInt64(events.count).bigEndian) { Array($0) },
-                "the filter of all ids names the checkpoint (the last event)")
-
-        do {
-            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
-            try Self.expectIDsFound(ledger, events)
-        }
-        #expect(try Self.storedFilters(path) == stored, "an open that reads them writes nothing")
-
-        // The open uses what is stored: a filter of all ids with every bit set (which says
-        // "maybe" to every id) is kept, and every id is still found through the runs.
-        var saturated = stored
-        var ones = IDFilter(expected: 16).serialized()
-        for k in 29..<ones.count { ones[k] = 0xFF }  // after the version, the count and one header
-        saturated[Self.allKey] = Array(try #require(stored[Self.allKey]).prefix(8)) + ones
-        try Self.putFilters(path, saturated)
-        do {
-            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
-            try Self.expectIDsFound(ledger, events)
-            let fresh = try TestEvents.event(id: "a-new-id", caseID: "C-new", at: "2023-08-01T00:00:00Z")
-            #expect(try ledger.append([[fresh]])[0].get().first?.duplicate == false)
-        }
-        #expect(try Self.storedFilters(path)[Self.allKey] == saturated[Self.allKey], "the stored filter was used, not rebuilt")
-        try Self.putFilters(path, stored)
-
-        // Gone (a ledger of format 3, or lost): the open scans the index and stores them again.
-        try Self.putFilters(path, nil)
-        do {
-            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
-            try Self.expectIDsFound(ledger, events)
-        }
-        #expect(try Self.storedFilters(path).count == stored.count)
-
-        // One run's filter missing: not used, all are built again.
-        var partial = stored
-        partial.removeValue(forKey: partial.keys.filter { $0 != Self.allKey }.min { $0.lexicographicallyPrecedes($1) }!)
-        try Self.putFilters(path, partial)
-        do {
-            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
-            try Self.expectIDsFound(ledger, events)
-        }
-        #expect(try Self.storedFilters(path).count == stored.count)
-    }
-
-    @Test("verify finds a stored id filter that misses an id, and replay rebuilds it")
-    func verifyFindsAFilterThatMissesAnID() throws {
-        let events = RandomHistory.events(seed: 34, cases: 40, randomIDs: true)
-        let dir = TemporaryDirectory()
-        let (path, _) = try Self.ledger(events, in: dir)
-        var stored = try Self.storedFilters(path)
-        let position = try #require(stored[Self.allKey]).prefix(8)
-        stored[Self.allKey] = Array(position) + IDFilter(expected: 16).serialized()  // an empty filter
-        try Self.putFilters(path, stored)
-
-        let verify = try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true)).verify()
-        #expect(!verify.ok)
-        #expect(verify.problem?.message.contains("filter of event ids misses") == true, "\(String(describing: verify.problem))")
-
-        do {
-            let ledger = try Ledger(directory: path, options: CheckpointTests.options(every: 37, chunkKeys: 9))
-            try ledger.rebuildProjections()
-            #expect(try ledger.verify().ok)
-            try Self.expectIDsFound(ledger, events)
-        }
-        #expect(try Ledger(directory: path, options: CheckpointTests.options(every: 37, readOnly: true)).verify().ok)
+        #expect(try ledger.verify().ok)
+        #expect(throws: StoreError.self) { _ = try Ledger.upgrade(directory: path) }
     }
 }

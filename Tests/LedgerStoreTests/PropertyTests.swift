@@ -47,13 +47,13 @@ struct PropertyTests {
             #expect(accepted.count == events.count)
 
             // Inline (stored) report == replay of the accepted events == replay of the stored log.
-            let head = try ledger.head()
+            let head = ledger.head
             var replay = Replay(window: ledger.window)
             for e in accepted { try replay.apply(e) }
             let fromEvents = try replay.report(position: head.position, headHash: head.hashHex)
             let inline = try ledger.report()
             #expect(inline == fromEvents)
-            let fromLog = try ledger.replayReport(asOf: nil).report
+            let fromLog = try ledger.replay().report
             #expect(fromLog == fromEvents)
             #expect(try ledger.compareProjections(with: replay, head: head) == nil)
             #expect(try ledger.verify().ok)
@@ -63,7 +63,7 @@ struct PropertyTests {
             #expect(try ledger.report() == inline)
 
             // Consistency of the funnel (over a history that reaches every stage).
-            let r = inline
+            let r = inline.json
             for s in Stage.allCases { #expect(stage(r, "funnel", s.name, "cases") > 0, "no case reached \(s.name)") }
             #expect(stage(r, "funnel", "eligible", "cases") + stage(r, "funnel", "ineligible", "cases") <= stage(r, "funnel", "requested", "cases"))
             #expect(stage(r, "funnel", "scheduled", "cases") <= stage(r, "funnel", "eligible", "cases"))

@@ -53,17 +53,17 @@ struct TextEqualityTests {
             ]
             let results = try ledger.append([history])[0].get()
             #expect(results.map(\.position) == Array(1...7))
-            let (state, events) = try ledger.caseHistory(c)
-            #expect(events.count == 7)
-            let s = try #require(state)
+            let stored = try ledger.caseHistory(c)
+            #expect(stored.events.count == 7)
+            let s = try #require(stored.state)
             #expect(s.referrals.map { Array($0.id.utf8) } == [[0xC3, 0xA9], [0x65, 0xCC, 0x81]])
             #expect(s.referrals.map(\.status) == [.referred, .approved])
             // The precomposed referral was not decided: a decision for it is still allowed.
             let decide = try event("DecisionRecorded", #"{"referral":"\u00e9","decision":"denied"}"#)
             #expect(try ledger.append([[decide]])[0].get().map(\.position) == [8])
             #expect(try ledger.verify().ok)
-            let head = try ledger.head()
-            #expect(try ledger.replayReport(asOf: nil).report == (try ledger.report(asOf: nil)))
+            let head = ledger.head
+            #expect(try ledger.replay().report == (try ledger.report(asOf: nil)))
             #expect(head.position == 8)
         }
     }

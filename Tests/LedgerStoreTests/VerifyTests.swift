@@ -11,7 +11,7 @@ struct VerifyTests {
     /// Builds a ledger of `n` events in a new directory and returns the directory.
     func ledger(_ n: Int) throws -> TemporaryDirectory {
         let dir = TemporaryDirectory()
-        let ledger = try Ledger(directory: dir.file("data"))
+        let ledger = try Ledger(directory: dir.file("data"), options: .creating)
         _ = ledger.append([try TestEvents.requested(n)])
         #expect(try ledger.verify().ok)
         return dir

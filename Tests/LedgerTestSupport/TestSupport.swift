@@ -28,6 +28,8 @@ public final class TemporaryDirectory: @unchecked Sendable {
 public func withTemporaryLedger<T>(options: Ledger.Options = Ledger.Options(),
                                    _ body: (Ledger, TemporaryDirectory) throws -> T) throws -> T {
     let dir = TemporaryDirectory()
+    var options = options
+    options.create = !options.readOnly
     let ledger = try Ledger(directory: dir.file("data"), options: options)
     return try body(ledger, dir)
 }
@@ -70,7 +72,11 @@ public final class TestServer: Sendable {
         config.dataDir = dir.file("data")
         config.socket = dir.file("ledgerd.sock")
         configure(&config)
-        let ledger = try Ledger(directory: config.dataDir)
+        var options = Ledger.Options()
+        options.create = true
+        options.checkpointEvents = config.checkpointEvents
+        options.checkpointSeconds = Double(config.checkpointSeconds)
+        let ledger = try Ledger(directory: config.dataDir, options: options)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let server = try LedgerServer(ledger: ledger, configuration: config, logger: logger)
@@ -99,5 +105,14 @@ public func withTestServer<T>(configure: (inout Configuration) -> Void = { _ in 
     } catch {
         await s.stop()
         throw error
+    }
+}
+
+extension Ledger.Options {
+    /// The defaults, creating the ledger when the directory is missing or empty.
+    public static var creating: Ledger.Options {
+        var o = Ledger.Options()
+        o.create = true
+        return o
     }
 }
