@@ -1,22 +1,25 @@
-// DecodeBench: the CPU cost of `Request.decode` for append lines, in ns per event.
+// DecodeBench: the CPU cost of `Request.decode` for append lines, in ns per event (with `--generic`,
+// of `Request.decodeGeneric`, the JSON parser and validator without the append fast path).
 //
 // Reads NDJSON envelopes (one per line) on stdin, groups them into append lines of `--batch`
 // events, decodes every line `--runs` times and prints the median ns per event. Not a product:
 // `swift build -c release --product DecodeBench`, then
 // `.build/release/DecodeBench --events 100000 < history.ndjson`.
-import LedgerCore
+@_spi(Testing) import LedgerCore
 
 func run() {
     var batch = 1_000
     var maxEvents = 100_000
     var runs = 9
+    var generic = false
     var args = CommandLine.arguments.dropFirst()
     while let a = args.popFirst() {
         switch a {
         case "--batch": batch = Int(args.popFirst() ?? "") ?? batch
         case "--events": maxEvents = Int(args.popFirst() ?? "") ?? maxEvents
         case "--runs": runs = Int(args.popFirst() ?? "") ?? runs
-        default: fatalError("usage: DecodeBench [--batch N] [--events N] [--runs N] < envelopes.ndjson")
+        case "--generic": generic = true
+        default: fatalError("usage: DecodeBench [--batch N] [--events N] [--runs N] [--generic] < envelopes.ndjson")
         }
     }
 
@@ -48,7 +51,9 @@ func run() {
     for _ in 0..<runs {
         let start = ContinuousClock.now
         for line in lines {
-            let request = line.withUnsafeBytes { buf in Result { () throws(LedgerError) in try Request.decode(buf) } }
+            let request = line.withUnsafeBytes { buf in Result { () throws(LedgerError) in
+                try generic ? Request.decodeGeneric(buf) : Request.decode(buf)
+            } }
             switch request {
             case .success(.append(let events)): checksum &+= events.count &+ events[events.count / 2].canonical.count
             case .success: fatalError("not an append")
