@@ -379,11 +379,14 @@ extension Ledger {
         }
     }
 
-    /// Loads the state again from what is stored, if a failed write left it ahead of the disk (its
-    /// epoch is not the committer's). The caller must have nothing in flight.
+    /// Loads the state again from what is stored, if it went ahead of the disk: a write failed (its
+    /// epoch is not the committer's), or reading failed half-way through a group (`stale`; then the
+    /// groups sequenced before, not committed yet, are failed too, by a new epoch). Waits for a
+    /// commit in progress first, so that what it loads is all the committer will have written.
     func reloadIfStale(_ state: inout WriterState) throws {
-        let current = epoch.load(ordering: .acquiring)
-        guard state.stale || state.epoch != current else { return }
+        guard state.stale || state.epoch != epoch.load(ordering: .acquiring) else { return }
+        if state.stale { epoch.wrappingAdd(1, ordering: .releasing) }
+        committer.withLock { _ in }
         state = try loadState(writer: isWriter)
         adopt(&state)
     }

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 import LedgerCore
-import LedgerStore
+@testable import LedgerStore
 import LedgerTestSupport
 import LMDBKit
 import Testing
@@ -214,6 +214,35 @@ struct LedgerTests {
             let again = ledger.append([try TestEvents.requested(1, prefix: "a0")])
             #expect(try again[0].get().first?.duplicate == true)
             #expect(try ledger.caseHistory("C-a\(failedAt!)-0").state == nil)
+        }
+    }
+    /// When reading the stored state fails half-way through a group (here a damaged case record),
+    /// the group fails whole, the groups sequenced before it and not committed yet fail with
+    /// `unavailable`, and the next group is sequenced on the state as stored.
+    @Test func aFailedReadLeavesTheStateAsStored() throws {
+        var options = Ledger.Options()
+        options.create = true
+        try withTemporaryLedger(options: options) { ledger, _ in
+            _ = try ledger.append([[TestEvents.event(id: "x-0", caseID: "C-x")]])[0].get()
+            try ledger.checkpoint()
+            try ledger.environment.write { txn in
+                try txn.put(ledger.layout.cases, key: Array("C-x".utf8), value: [0xFF, 0xFF, 0xFF])
+            }
+            let before = ledger.sequence([try TestEvents.requested(1, prefix: "a")])
+            let failing = ledger.sequence([try TestEvents.requested(1, prefix: "b"),
+                                           [try TestEvents.event(id: "x-1", caseID: "C-x")]])
+            for r in failing.validated {
+                guard case .failure(let e) = r else { Issue.record("a group that could not be read was accepted"); return }
+                #expect(e.message.contains("C-x"), "\(e.message)")
+            }
+            let after = ledger.sequence([try TestEvents.requested(1, prefix: "b")])
+            guard case .failure(let e) = ledger.commit(before)[0] else { Issue.record("a group of a stale state was stored"); return }
+            #expect(e.code == .unavailable)
+            _ = ledger.commit(failing)
+            let stored = try ledger.commit(after)[0].get()
+            #expect(stored.map(\.position) == [2] && stored.allSatisfy { !$0.duplicate })
+            #expect(ledger.head.position == 2)
+            #expect(try ledger.append([TestEvents.requested(1, prefix: "a")])[0].get().first?.position == 3)
         }
     }
 }
